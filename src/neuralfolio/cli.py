@@ -1,0 +1,404 @@
+"""The ``neuralfolio`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from neuralfolio.config import POLICY_NAMES, RunConfig, cache_dir
+from neuralfolio.errors import ConfigError, NeuralfolioError, NeuralfolioWarning
+
+app = typer.Typer(
+    name="neuralfolio",
+    help="Neural-network portfolio allocation: data, labels, training, prediction, backtests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Bundled data sets and price files.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
+StartOpt = Annotated[str | None, typer.Option(help="First date kept, e.g. 2005-01-01.")]
+EndOpt = Annotated[str | None, typer.Option(help="Last date kept.")]
+AssetsOpt = Annotated[
+    str | None, typer.Option(help="Comma-separated asset columns to keep, e.g. BAC,JPM.")
+]
+WindowOpt = Annotated[int, typer.Option(help="Returns per covariance window.")]
+
+
+def _assets(value: str | None) -> list[str] | None:
+    return [a.strip() for a in value.split(",") if a.strip()] if value else None
+
+
+def _print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _load(source: str, start=None, end=None, assets=None) -> pd.DataFrame:
+    from neuralfolio.data import load_prices
+
+    return load_prices(source, start=start, end=end, assets=_assets(assets))
+
+
+# ----------------------------------------------------------------------------- data
+@data_app.command("list")
+def data_list(json_out: JsonOpt = False) -> None:
+    """List the bundled data sets.
+
+    Example: neuralfolio data list
+    """
+    from neuralfolio.data import list_datasets
+
+    rows = []
+    for d in list_datasets():
+        p = d.load()
+        rows.append({"name": d.name, "assets": p.shape[1], "start": str(p.index[0].date()),
+                     "end": str(p.index[-1].date()), "dates": p.shape[0],
+                     "description": d.description})
+    if json_out:
+        _print_json(rows)
+        return
+    table = Table(title="Bundled data sets (offline)")
+    for col in ("name", "assets", "start", "end", "dates", "description"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("name", "assets", "start", "end", "dates",
+                                            "description")))
+    console.print(table)
+
+
+@data_app.command("show")
+def data_show(
+    source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
+    start: StartOpt = None,
+    end: EndOpt = None,
+    assets: AssetsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate a price panel and describe each asset.
+
+    Example: neuralfolio data show gfc
+    """
+    from neuralfolio.data import simple_returns
+    from neuralfolio.risk import TRADING_DAYS
+
+    prices = _load(source, start, end, assets)
+    rets = simple_returns(prices)
+    rows = [
+        {"asset": a, "first": float(prices[a].iloc[0]), "last": float(prices[a].iloc[-1]),
+         "annual_volatility": float(rets[a].std() * np.sqrt(TRADING_DAYS)),
+         "total_return": float(prices[a].iloc[-1] / prices[a].iloc[0] - 1)}
+        for a in prices.columns
+    ]
+    info = {"source": source, "dates": len(prices), "start": str(prices.index[0].date()),
+            "end": str(prices.index[-1].date()), "assets": rows}
+    if json_out:
+        _print_json(info)
+        return
+    table = Table(title=f"{source}: {len(prices)} dates, {info['start']} .. {info['end']}")
+    for col in ("asset", "first price", "last price", "total return", "annual vol"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["asset"], f"{r['first']:.2f}", f"{r['last']:.2f}",
+                      f"{r['total_return']:+.1%}", f"{r['annual_volatility']:.1%}")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- labels
+@app.command()
+def labels(
+    source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
+    window: WindowOpt = 126,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    assets: AssetsOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Write the labels to this Parquet file.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rolling long-only minimum-variance weights (Ledoit-Wolf covariance), one row per date.
+
+    Example: neuralfolio labels sp500 --window 126 --out labels.parquet
+    """
+    from neuralfolio._cache import write_frame
+    from neuralfolio.optimize import min_variance_labels
+
+    prices = _load(source, start, end, assets)
+    t0 = time.perf_counter()
+    ls = min_variance_labels(prices, window=window, cache_dir=cache_dir() / "labels")
+    seconds = time.perf_counter() - t0
+    w = ls.weights
+    if out is not None:
+        write_frame(out, w, {"fingerprint": ls.fingerprint, "params": ls.params})
+    info = {
+        "dates": len(w), "start": str(w.index[0].date()), "end": str(w.index[-1].date()),
+        "params": ls.params, "fingerprint": ls.fingerprint, "from_cache": ls.from_cache,
+        "seconds": seconds, "labels_per_second": len(w) / seconds if seconds > 0 else None,
+        "mean_assets_held": float((w > 1e-6).sum(axis=1).mean()),
+        "mean_weights": w.mean().round(4).to_dict(),
+        "out": str(out) if out else None,
+    }
+    if json_out:
+        _print_json(info)
+        return
+    origin = "cache" if ls.from_cache else f"{len(w) / seconds:,.0f} labels/s"
+    console.print(
+        f"[bold]{len(w)}[/] label dates {info['start']} .. {info['end']} "
+        f"(window {window}, {origin}); on average {info['mean_assets_held']:.1f} assets held."
+    )
+    table = Table(title="Mean label weight per asset")
+    table.add_column("asset")
+    table.add_column("mean weight", justify="right")
+    for a, v in w.mean().sort_values(ascending=False).items():
+        table.add_row(str(a), f"{v:.1%}")
+    console.print(table)
+    if out:
+        console.print(f"Wrote {out}")
+
+
+# ---------------------------------------------------------------------------- train
+@app.command()
+def train(
+    source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
+    out: Annotated[Path, typer.Option(help="Directory to save the model in.")] = Path(
+        "models/latest"),
+    features: Annotated[str, typer.Option(help="Inputs: 'risk' (default) or 'prices' "
+                                               "(the course's).")] = "risk",
+    window: WindowOpt = 126,
+    start: StartOpt = None,
+    end: Annotated[str | None, typer.Option(help="Last training date.")] = None,
+    assets: AssetsOpt = None,
+    hidden: Annotated[str, typer.Option(help="Hidden layer widths, e.g. 256,256.")] = "256,256",
+    activation: Annotated[str, typer.Option(help="relu, tanh or sigmoid.")] = "relu",
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 100,
+    augment: Annotated[int, typer.Option(help="Synthetic covariance scenarios (risk "
+                                              "inputs only).")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a network on the optimizer's weights and save it (safetensors + manifest).
+
+    Example: neuralfolio train gfc --end 2007-12-31 --features prices --out models/gfc
+    """
+    from neuralfolio.features import FeatureSpec
+    from neuralfolio.nn import NeuralAllocator, TrainConfig
+    from neuralfolio.optimize import min_variance_labels
+
+    try:
+        widths = tuple(int(h) for h in hidden.split(",") if h.strip())
+    except ValueError:
+        raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}.") from None
+    prices = _load(source, start, end, assets)
+    ls = min_variance_labels(prices, window=window, cache_dir=cache_dir() / "labels")
+    cfg = TrainConfig(hidden=widths, activation=activation, max_epochs=epochs, seed=seed)
+    model = NeuralAllocator(FeatureSpec(features, window), cfg,
+                            augment=augment if features == "risk" else 0)
+    t0 = time.perf_counter()
+    model.fit(prices, ls.weights, progress=not json_out)
+    seconds = time.perf_counter() - t0
+    model.save(out)
+    h = model.history_
+    info = {"model": str(out), "features": features, "training_period": model.training_period_,
+            "epochs": len(h.train_loss), "best_epoch": h.best_epoch,
+            "train_loss": h.train_loss[h.best_epoch], "val_loss": h.val_loss[h.best_epoch],
+            "seconds": seconds}
+    if json_out:
+        _print_json(info)
+        return
+    console.print(
+        f"Trained on {info['training_period'][0]} .. {info['training_period'][1]} "
+        f"({features} inputs) in {seconds:.1f}s; best epoch {h.best_epoch + 1} of "
+        f"{len(h.train_loss)}, validation loss {info['val_loss']:.4g}. Saved to {out}/"
+    )
+
+
+# -------------------------------------------------------------------------- predict
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Directory of a saved model.")],
+    prices: Annotated[str | None, typer.Option(
+        "--prices", help="Today's prices in asset order (1.0,2.0,...) or as NAME=VALUE pairs "
+                         "(models on price inputs).")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", help="CSV/Parquet price history; weights for its last date (or every date "
+                       "with --all).")] = None,
+    all_dates: Annotated[bool, typer.Option("--all", help="Weights for every date of --file."
+                                            )] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Weights for new prices from a trained model: the course's last step.
+
+    Example: neuralfolio predict models/gfc --prices BAC=30.1,JPM=41.2,GE=16.3,HD=28.0
+    """
+    from neuralfolio.data import load_prices
+    from neuralfolio.nn import NeuralAllocator
+
+    model = NeuralAllocator.load(model_dir)
+    if (prices is None) == (file is None):
+        raise ConfigError("Give exactly one of --prices or --file.")
+    if prices is not None:
+        if model.features.lookback > 1:
+            raise ConfigError(
+                f"This model takes risk inputs from {model.features.lookback} days of prices; "
+                "give them with --file (a price history), not --prices."
+            )
+        row = _parse_prices(prices, model.assets_)
+        frame = pd.DataFrame([row], index=pd.DatetimeIndex([pd.Timestamp.today().normalize()]),
+                             columns=model.assets_)
+        weights = pd.DataFrame([model.predict_latest(frame.to_numpy())], index=frame.index,
+                               columns=model.assets_)
+    else:
+        frame = load_prices(file)
+        weights = model.predict(frame)
+        if not all_dates:
+            weights = weights.iloc[[-1]]
+    if json_out:
+        _print_json({str(d.date()): row.to_dict() for d, row in weights.iterrows()})
+        return
+    table = Table(title=f"Weights from {model_dir}")
+    table.add_column("date")
+    for a in model.assets_:
+        table.add_column(a, justify="right")
+    for d, row in weights.iterrows():
+        table.add_row(str(d.date()), *(f"{v:.1%}" for v in row))
+    console.print(table)
+
+
+def _parse_prices(text: str, assets: list[str]) -> list[float]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if all("=" in p for p in parts):
+        pairs = dict(p.split("=", 1) for p in parts)
+        missing = [a for a in assets if a not in pairs]
+        extra = [a for a in pairs if a not in assets]
+        if missing or extra:
+            raise ConfigError(
+                f"--prices names {sorted(pairs)}, the model needs {assets} "
+                f"(missing {missing}, unexpected {extra})."
+            )
+        values = [pairs[a] for a in assets]
+    elif len(parts) == len(assets):
+        values = parts
+    else:
+        raise ConfigError(
+            f"--prices has {len(parts)} value(s); the model needs {len(assets)}, one per asset "
+            f"in the order {','.join(assets)} (or NAME=VALUE pairs)."
+        )
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--prices values must be numbers, got {values}.") from None
+    bad = [a for a, v in zip(assets, numbers, strict=True) if not np.isfinite(v) or v <= 0]
+    if bad:
+        raise ConfigError(f"--prices must be positive and finite; check {bad}.")
+    return numbers
+
+
+# ------------------------------------------------------------------------- backtest
+def _summary_table(result, title: str) -> Table:
+    s = result.summary()
+    table = Table(title=title)
+    cols = [("policy", None), ("return", "annual_return"), ("volatility", "volatility"),
+            ("Sharpe", "sharpe"), ("max DD", "max_drawdown"), ("turnover/day", "turnover"),
+            ("L1 to optimizer", "l1_to_optimizer"), ("update µs", "update_us"),
+            ("fit s", "fit_seconds")]
+    for label, _ in cols:
+        table.add_column(label, justify="left" if label == "policy" else "right")
+    for name, r in s.iterrows():
+        table.add_row(
+            name, f"{r.annual_return:.1%}", f"{r.volatility:.1%}", f"{r.sharpe:.2f}",
+            f"{r.max_drawdown:.1%}", f"{r.turnover:.3f}", f"{r.l1_to_optimizer:.3f}",
+            f"{r.update_us:,.0f}", f"{r.fit_seconds:.1f}",
+        )
+    return table
+
+
+def _run(config: RunConfig, out: Path, json_out: bool, title: str) -> None:
+    from neuralfolio.pipeline import run_backtest
+
+    t0 = time.perf_counter()
+    result = run_backtest(config, out, progress=not json_out)
+    seconds = time.perf_counter() - t0
+    if json_out:
+        _print_json(json.loads((out / "summary.json").read_text()))
+        return
+    console.print(_summary_table(result, title))
+    console.print(
+        f"{len(result.retrain_dates)} re-trainings every {config.retrain_every} trading days; "
+        f"{seconds:.0f}s in all. Wrote {out}/ (summary.json, config.json, returns.csv, weights/)."
+    )
+
+
+@app.command()
+def backtest(
+    source: Annotated[str | None, typer.Argument(help="Data set name or CSV/Parquet path "
+                                                      "(overrides the config's).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML or JSON run config.")] = None,
+    test_start: Annotated[str | None, typer.Option(help="First out-of-sample date.")] = None,
+    test_end: Annotated[str | None, typer.Option(help="Last out-of-sample date.")] = None,
+    retrain_every: Annotated[int | None, typer.Option(help="Trading days between "
+                                                           "re-trainings.")] = None,
+    window: Annotated[int | None, typer.Option(help="Returns per covariance window.")] = None,
+    augment: Annotated[int | None, typer.Option(help="Synthetic scenarios per training.")
+                       ] = None,
+    policies: Annotated[str | None, typer.Option(
+        help=f"Comma-separated subset of: {', '.join(POLICY_NAMES)}.")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/backtest"),
+    json_out: JsonOpt = False,
+) -> None:
+    """Walk-forward backtest of the network against the optimizer and 1/N.
+
+    Example: neuralfolio backtest gfc --test-start 2008-01-01 --retrain-every 21
+    """
+    cfg = RunConfig.from_file(config) if config else RunConfig()
+    overrides = {"data": source, "test_start": test_start, "test_end": test_end,
+                 "retrain_every": retrain_every, "window": window, "augment": augment,
+                 "policies": _assets(policies)}
+    cfg = RunConfig.from_dict({**cfg.to_dict(),
+                               **{k: v for k, v in overrides.items() if v is not None}})
+    _run(cfg, out, json_out, f"Walk-forward on {cfg.data}, out of sample from {cfg.test_start}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    json_out: JsonOpt = False,
+) -> None:
+    """The main job: walk-forward on bundled sp500, tested 2011-2022, five policies.
+
+    Example: neuralfolio demo --out runs/demo
+    """
+    cfg = RunConfig(data="sp500", test_start="2011-01-01", test_end="2022-12-31")
+    if not json_out:
+        console.print(
+            "[bold]neuralfolio demo[/]: 20 S&P 500 stocks; train on 1990-2010, then decide "
+            "daily through 2011-2022, re-training every "
+            f"{cfg.retrain_every} trading days on the data available then."
+        )
+    _run(cfg, out, json_out, "Out of sample 2011-2022, sp500 (20 stocks)")
+
+
+def main() -> None:
+    """Console entry point: clean one-line errors instead of tracebacks."""
+    warnings.simplefilter("default", NeuralfolioWarning)
+    try:
+        app()
+    except NeuralfolioError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Network inputs, computed by one piece of code for training, backtest and service.
+
+Two formulations:
+
+``prices`` (the course's)
+    Today's raw prices, one input per asset, standardized with the mean and standard
+    deviation of the training period. Kept exactly as taught. It fails out of sample
+    whenever test prices leave the training range, which is a lesson worth seeing.
+``risk`` (the default)
+    What the minimum-variance optimizer sees, in a scale-free form: the log-volatilities of
+    the Ledoit-Wolf covariance of the trailing ``window`` returns, demeaned across assets,
+    followed by the upper-triangle correlations of the same matrix.
+    ``n_assets + n_assets * (n_assets - 1) / 2`` inputs.
+
+Inputs at date t use prices up to and including t, never later ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from neuralfolio.data import require_history, simple_returns
+from neuralfolio.errors import ConfigError
+from neuralfolio.risk import ledoit_wolf, rolling_ledoit_wolf
+
+__all__ = [
+    "FEATURE_KINDS",
+    "FeatureSpec",
+    "Standardizer",
+    "covariance_features",
+    "latest_features",
+    "make_features",
+]
+
+FeatureKind = Literal["risk", "prices"]
+FEATURE_KINDS: tuple[str, ...] = ("risk", "prices")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which inputs a network takes.
+
+    Parameters
+    ----------
+    kind : {"risk", "prices"}
+    window : int
+        Trailing returns behind each covariance (``risk`` only).
+    """
+
+    kind: FeatureKind = "risk"
+    window: int = 126
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ConfigError(
+                f"Unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}."
+            )
+        if self.kind == "risk" and self.window < 2:
+            raise ConfigError(f"window must be >= 2 returns, got {self.window}.")
+
+    @property
+    def lookback(self) -> int:
+        """Number of price rows needed to compute one input row."""
+        return self.window + 1 if self.kind == "risk" else 1
+
+    def n_features(self, n_assets: int) -> int:
+        """Input width for a panel of ``n_assets``."""
+        if self.kind == "prices":
+            return n_assets
+        return n_assets + n_assets * (n_assets - 1) // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeatureSpec:
+        return cls(**d)
+
+
+def covariance_features(covariances: np.ndarray) -> np.ndarray:
+    """Scale-free description of covariance matrices.
+
+    Parameters
+    ----------
+    covariances : ndarray, shape (..., n_assets, n_assets)
+
+    Returns
+    -------
+    ndarray, shape (..., n_assets + n_assets * (n_assets - 1) / 2)
+        Demeaned log-volatilities, then upper-triangle correlations (row-major).
+    """
+    var = np.diagonal(covariances, axis1=-2, axis2=-1)
+    vol = np.sqrt(var)
+    log_vol = 0.5 * np.log(var)
+    log_vol = log_vol - log_vol.mean(axis=-1, keepdims=True)
+    rows, cols = _upper(covariances.shape[-1])
+    corr = covariances[..., rows, cols] / (vol[..., rows] * vol[..., cols])
+    return np.concatenate([log_vol, corr], axis=-1)
+
+
+@functools.cache
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(n, k=1)
+
+
+def make_features(prices: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Raw (unscaled) inputs for every date that has enough history.
+
+    Parameters
+    ----------
+    prices : DataFrame, shape (n_dates, n_assets)
+    spec : FeatureSpec
+
+    Returns
+    -------
+    DataFrame, shape (n_dates - spec.lookback + 1, n_features)
+        Row t depends on ``prices`` rows up to t only.
+    """
+    require_history(prices, spec.lookback, what=f"{spec.kind} features (window={spec.window})")
+    if spec.kind == "prices":
+        return prices.copy()
+    covs = rolling_ledoit_wolf(simple_returns(prices).to_numpy(), spec.window)
+    return pd.DataFrame(covariance_features(covs), index=prices.index[spec.window:])
+
+
+def latest_features(history: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """Inputs for the last row of a price history: the single-update path.
+
+    Parameters
+    ----------
+    history : ndarray, shape (>= spec.lookback, n_assets)
+        Prices, oldest first; only the last ``spec.lookback`` rows are read.
+
+    Returns
+    -------
+    ndarray, shape (n_features,)
+    """
+    if spec.kind == "prices":
+        return np.asarray(history[-1], dtype=np.float64)
+    tail = np.asarray(history[-spec.lookback :], dtype=np.float64)
+    returns = tail[1:] / tail[:-1] - 1.0
+    return covariance_features(ledoit_wolf(returns)[0])
+
+
+class Standardizer:
+    """Per-input z-scores with statistics of the training rows only.
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray, shape (n_features,)
+        Constant inputs get scale 1 so they map to zero instead of dividing by zero.
+    """
+
+    def fit(self, x: np.ndarray) -> Standardizer:
+        """Learn mean and scale from ``x``, shape (n_obs, n_features)."""
+        x = np.asarray(x, dtype=np.float64)
+        self.mean_ = x.mean(axis=0)
+        scale = x.std(axis=0)
+        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Apply the scaling, ``x`` of shape (..., n_features)."""
+        return (np.asarray(x, dtype=np.float64) - self.mean_) / self.scale_
+
+    @classmethod
+    def from_arrays(cls, mean: np.ndarray, scale: np.ndarray) -> Standardizer:
+        s = cls()
+        s.mean_, s.scale_ = np.asarray(mean, dtype=np.float64), np.asarray(scale, np.float64)
+        return s

@@ -1,0 +1,327 @@
+"""The neural allocator: features + scaler + network, trained on label weights."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+
+from neuralfolio.data import simple_returns
+from neuralfolio.errors import ConfigError, DataError, ModelError
+from neuralfolio.features import (
+    FeatureSpec,
+    Standardizer,
+    covariance_features,
+    latest_features,
+    make_features,
+)
+from neuralfolio.nn._network import DenseAllocator, numpy_forward
+from neuralfolio.nn._train import TrainConfig, TrainHistory, train_network
+from neuralfolio.optimize import scenario_labels
+
+__all__ = ["NeuralAllocator"]
+
+FORMAT_VERSION = 1
+_WEIGHTS_FILE = "model.safetensors"
+_MANIFEST_FILE = "manifest.json"
+
+
+class NeuralAllocator:
+    """A network that maps market data to long-only portfolio weights.
+
+    Parameters
+    ----------
+    features : FeatureSpec or {"risk", "prices"}
+        Input formulation (see :mod:`neuralfolio.features`).
+    train : TrainConfig, optional
+        Network and training hyperparameters.
+    augment : int
+        Number of synthetic covariance scenarios (bootstrapped from the training returns and
+        solved by the minimum-variance optimizer) added to the training rows; ``risk``
+        inputs only. See :mod:`neuralfolio.optimize._scenarios`.
+
+    Attributes
+    ----------
+    assets_ : list of str
+        Asset names seen in ``fit``; inputs must have the same columns.
+    network_ : DenseAllocator
+    scaler_ : Standardizer
+    history_ : TrainHistory
+    training_period_ : tuple of str
+        First and last label dates used (validation included).
+
+    Examples
+    --------
+    >>> from neuralfolio.data import load_prices
+    >>> from neuralfolio.optimize import min_variance_labels
+    >>> prices = load_prices("gfc")
+    >>> labels = min_variance_labels(prices, window=60).weights
+    >>> model = NeuralAllocator("risk", TrainConfig(hidden=(32,), max_epochs=5))
+    >>> model = model.fit(prices, labels)              # doctest: +SKIP
+    >>> model.predict(prices).iloc[-1].sum()          # doctest: +SKIP
+    1.0
+    """
+
+    def __init__(self, features: FeatureSpec | str = "risk", train: TrainConfig | None = None,
+                 augment: int = 0):
+        self.features = FeatureSpec(features) if isinstance(features, str) else features
+        self.train = train if train is not None else TrainConfig()
+        if augment < 0:
+            raise ConfigError(f"augment must be >= 0 scenarios, got {augment}.")
+        if augment and self.features.kind != "risk":
+            raise ConfigError(
+                "augment works with risk inputs only: scenarios are covariances, and there "
+                "are no prices to go with them. Use features='risk' or augment=0."
+            )
+        self.augment = int(augment)
+
+    # ------------------------------------------------------------------ fitting
+    def _check_assets(self, prices: pd.DataFrame) -> None:
+        cols = [str(c) for c in prices.columns]
+        if cols != self.assets_:
+            missing = [a for a in self.assets_ if a not in cols]
+            extra = [a for a in cols if a not in self.assets_]
+            detail = []
+            if missing:
+                detail.append(f"missing {missing}")
+            if extra:
+                detail.append(f"unexpected {extra}")
+            if not detail:
+                detail.append("same assets in a different order")
+            raise ModelError(
+                f"The model was trained on assets {self.assets_} but the prices have {cols} "
+                f"({'; '.join(detail)}). Give prices with exactly the training assets in the "
+                "same order, or train a model on these assets."
+            )
+
+    def fit(
+        self,
+        prices: pd.DataFrame,
+        labels: pd.DataFrame,
+        *,
+        warm_start: bool = False,
+        progress: bool = False,
+    ) -> NeuralAllocator:
+        """Train on the label weights of every date that has inputs and a label.
+
+        The last ``train.val_fraction`` of those dates is held out for early stopping,
+        after a purge gap of ``features.window`` dates so that no validation input shares
+        returns with a training input.
+
+        Parameters
+        ----------
+        prices : DataFrame, shape (n_dates, n_assets)
+            Prices up to the end of the training period.
+        labels : DataFrame, shape (n_labels, n_assets)
+            Target weights by date; only dates present in ``prices`` are used.
+        warm_start : bool
+            Continue from the current network and input scaling (fine-tune) instead of
+            starting afresh.
+        progress : bool
+            Show a progress bar.
+
+        Returns
+        -------
+        self
+        """
+        if list(labels.columns) != list(prices.columns):
+            raise DataError(
+                f"Label columns {list(labels.columns)} do not match price columns "
+                f"{list(prices.columns)}; make labels from the same price panel."
+            )
+        raw = make_features(prices, self.features)
+        dates = raw.index.intersection(labels.index)
+        gap = self.features.window if self.features.kind == "risk" else 0
+        n_val = round(len(dates) * self.train.val_fraction)
+        n_train = len(dates) - n_val - gap
+        if n_val < 5 or n_train < 20:
+            raise DataError(
+                f"Only {len(dates)} dates with both inputs and labels "
+                f"({dates[0].date() if len(dates) else '-'}.."
+                f"{dates[-1].date() if len(dates) else '-'}); training needs at least "
+                f"{25 + gap + int(25 * self.train.val_fraction)}. Give a longer training period."
+            )
+        x = raw.loc[dates].to_numpy()
+        y = labels.loc[dates].to_numpy()
+        x_train, y_train = x[:n_train], y[:n_train]
+        if self.augment:
+            # Scenarios come from returns up to the last training date: none from validation.
+            returns = simple_returns(prices.loc[: dates[n_train - 1]]).to_numpy()
+            covs, weights = scenario_labels(
+                returns, self.augment, window=self.features.window,
+                seed=self.train.seed + n_train,
+            )
+            x_train = np.concatenate([x_train, covariance_features(covs)])
+            y_train = np.concatenate([y_train, weights])
+        fine_tune = warm_start and hasattr(self, "network_")
+        if fine_tune:
+            self._check_assets(prices)
+            net = self.network_
+        else:
+            self.assets_ = [str(c) for c in prices.columns]
+            torch.manual_seed(self.train.seed)
+            net = DenseAllocator(
+                x.shape[1], y.shape[1], self.train.hidden, self.train.activation,
+                self.train.dropout,
+            )
+            self.scaler_ = Standardizer().fit(x_train)
+        self.history_: TrainHistory = train_network(
+            net, self.scaler_.transform(x_train), y_train,
+            self.scaler_.transform(x[-n_val:]), y[-n_val:], self.train,
+            progress=progress, description=f"training ({self.features.kind} inputs)",
+        )
+        self.network_ = net
+        self._numpy_layers = None
+        self.training_period_ = (str(dates[0].date()), str(dates[-1].date()))
+        return self
+
+    # --------------------------------------------------------------- prediction
+    def _require_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise ModelError("This NeuralAllocator is not fitted; call fit() or load() first.")
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        xs = torch.as_tensor(self.scaler_.transform(x), dtype=torch.float32)
+        with torch.no_grad():
+            return self.network_(xs).double().numpy()
+
+    def predict(self, prices: pd.DataFrame) -> pd.DataFrame:
+        """Weights for every date of ``prices`` that has enough history.
+
+        Parameters
+        ----------
+        prices : DataFrame, shape (n_dates, n_assets)
+            Same assets, same order, as in ``fit``.
+
+        Returns
+        -------
+        DataFrame, shape (n_dates - lookback + 1, n_assets)
+            Row t uses prices up to t only; rows sum to one.
+        """
+        self._require_fitted()
+        self._check_assets(prices)
+        raw = make_features(prices, self.features)
+        return pd.DataFrame(self._forward(raw.to_numpy()), index=raw.index, columns=prices.columns)
+
+    def predict_latest(self, history: np.ndarray) -> np.ndarray:
+        """Weights for the last row of a price history: one real-time update.
+
+        Parameters
+        ----------
+        history : ndarray, shape (>= lookback, n_assets)
+            Prices, oldest first, assets in training order.
+
+        Returns
+        -------
+        ndarray, shape (n_assets,)
+        """
+        self._require_fitted()
+        history = np.asarray(history, dtype=np.float64)
+        if history.ndim != 2 or history.shape[1] != len(self.assets_):
+            raise ModelError(
+                f"history must have shape (n_dates, {len(self.assets_)}), got {history.shape}."
+            )
+        if len(history) < self.features.lookback:
+            raise DataError(
+                f"history has {len(history)} rows; these inputs need {self.features.lookback}."
+            )
+        x = self.scaler_.transform(latest_features(history, self.features))
+        return numpy_forward(self._layers(), x)
+
+    def _layers(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
+        # NumPy copy of the network for single updates: no framework overhead per call.
+        if self._numpy_layers is None:
+            self._numpy_layers = self.network_.to_numpy()
+        return self._numpy_layers
+
+    # -------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write ``model.safetensors`` and ``manifest.json`` into directory ``path``.
+
+        Returns
+        -------
+        Path
+            The directory written.
+        """
+        self._require_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"network.{k}": v.contiguous() for k, v in self.network_.state_dict().items()}
+        tensors["scaler.mean"] = torch.as_tensor(self.scaler_.mean_)
+        tensors["scaler.scale"] = torch.as_tensor(self.scaler_.scale_)
+        save_file(tensors, str(path / _WEIGHTS_FILE))
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "kind": "NeuralAllocator",
+            "architecture": {"class": "DenseAllocator", **self.network_.config()},
+            "features": self.features.to_dict(),
+            "train": self.train.to_dict(),
+            "augment": self.augment,
+            "assets": self.assets_,
+            "training_period": list(self.training_period_),
+            "history": self.history_.to_dict(),
+            "versions": _versions(),
+        }
+        (path / _MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> NeuralAllocator:
+        """Load a model written by :meth:`save` (no pickle is involved)."""
+        path = Path(path)
+        manifest_path, weights_path = path / _MANIFEST_FILE, path / _WEIGHTS_FILE
+        if not manifest_path.exists() or not weights_path.exists():
+            raise ModelError(
+                f"{path} is not a saved model: expected {_MANIFEST_FILE} and {_WEIGHTS_FILE} "
+                "there (written by NeuralAllocator.save or `neuralfolio train`)."
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            tensors = load_file(str(weights_path))
+        except (json.JSONDecodeError, OSError, Exception) as exc:
+            raise ModelError(f"Could not read the model in {path}: {exc}") from exc
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ModelError(
+                f"{manifest_path}: format version {manifest.get('format_version')!r}, this "
+                f"neuralfolio reads version {FORMAT_VERSION}. Re-train or re-save the model."
+            )
+        try:
+            arch = {k: v for k, v in manifest["architecture"].items() if k != "class"}
+            arch["hidden"] = tuple(arch["hidden"])
+            model = cls(FeatureSpec.from_dict(manifest["features"]),
+                        TrainConfig.from_dict(manifest["train"]), manifest.get("augment", 0))
+            net = DenseAllocator(**arch)
+            net.load_state_dict(
+                {k.removeprefix("network."): v for k, v in tensors.items()
+                 if k.startswith("network.")}
+            )
+        except (KeyError, TypeError, RuntimeError, ConfigError) as exc:
+            raise ModelError(f"{path}: manifest and weights do not agree: {exc}") from exc
+        net.eval()
+        model.network_ = net
+        model._numpy_layers = None
+        model.scaler_ = Standardizer.from_arrays(
+            tensors["scaler.mean"].numpy(), tensors["scaler.scale"].numpy()
+        )
+        model.assets_ = list(manifest["assets"])
+        model.training_period_ = tuple(manifest["training_period"])
+        model.history_ = TrainHistory(**manifest["history"])
+        model.manifest_ = manifest
+        return model
+
+
+def _versions() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "neuralfolio": version("neuralfolio"),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,185 @@
+"""Training loop: Adam, an imitation loss, chronological early stopping, a progress bar."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from neuralfolio.errors import ConfigError
+
+__all__ = ["LOSSES", "TrainConfig", "TrainHistory", "train_network"]
+
+
+def _mse(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return ((w - y) ** 2).sum(dim=-1).mean()
+
+
+def _l1(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (w - y).abs().sum(dim=-1).mean()
+
+
+def _cross_entropy(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return -(y * torch.log(w.clamp_min(1e-12))).sum(dim=-1).mean()
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mse": _mse,
+    "l1": _l1,
+    "cross_entropy": _cross_entropy,
+}
+"""Imitation losses between predicted and label weights, both shape (batch, n_assets)."""
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a network and of its training.
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Hidden layer widths.
+    activation : {"relu", "tanh", "sigmoid"}
+    dropout : float
+    loss : {"mse", "l1", "cross_entropy"}
+        Imitation loss to the label weights.
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        L2 penalty (Adam's weight decay).
+    batch_size : int
+    max_epochs : int
+    patience : int
+        Epochs without validation improvement before stopping; the best epoch is kept.
+    val_fraction : float
+        Share of the training dates, taken from the end, used for validation.
+    seed : int
+    """
+
+    hidden: tuple[int, ...] = (256, 256)
+    activation: str = "relu"
+    dropout: float = 0.0
+    loss: str = "mse"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    max_epochs: int = 200
+    patience: int = 15
+    val_fraction: float = 0.15
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.loss not in LOSSES:
+            raise ConfigError(f"Unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}.")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}.")
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return cls(**d)
+
+
+@dataclass
+class TrainHistory:
+    """Loss per epoch and the epoch whose parameters were kept."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _val_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> float:
+    model.eval()
+    with torch.no_grad():
+        return float(loss_fn(model(x), y))
+
+
+def train_network(
+    model: torch.nn.Module,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    config: TrainConfig,
+    *,
+    progress: bool = False,
+    description: str = "training",
+) -> TrainHistory:
+    """Fit ``model`` in place with Adam and early stopping on the validation loss.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps (batch, n_inputs) to weights (batch, n_assets).
+    x_train, y_train : ndarray, shapes (n_train, n_inputs) and (n_train, n_assets)
+    x_val, y_val : ndarray, shapes (n_val, n_inputs) and (n_val, n_assets)
+        Chronologically after the training rows.
+    config : TrainConfig
+    progress : bool
+        Show a rich progress bar.
+
+    Returns
+    -------
+    TrainHistory
+        The model is left with the parameters of the best validation epoch.
+    """
+    loss_fn = LOSSES[config.loss]
+    gen = torch.Generator().manual_seed(config.seed)
+    xt, yt, xv, yv = (
+        torch.tensor(np.asarray(a), dtype=torch.float32) for a in (x_train, y_train, x_val, y_val)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history = TrainHistory()
+    best, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
+    n = len(xt)
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("val {task.fields[val]:.4g}"), TimeElapsedColumn(),
+        disable=not progress, transient=True,
+    )
+    with bar:
+        task = bar.add_task(description, total=config.max_epochs, val=float("nan"))
+        for epoch in range(config.max_epochs):
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            total = 0.0
+            for lo in range(0, n, config.batch_size):
+                idx = order[lo : lo + config.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            val = _val_loss(model, xv, yv, loss_fn)
+            history.train_loss.append(total / n)
+            history.val_loss.append(val)
+            bar.update(task, advance=1, val=val)
+            if val < best - 1e-7:
+                best, best_state, stale = val, copy.deepcopy(model.state_dict()), 0
+                history.best_epoch = epoch
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+    model.load_state_dict(best_state)
+    model.eval()
+    return history

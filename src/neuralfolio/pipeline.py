@@ -1,0 +1,80 @@
+"""The main job: data -> labels -> policies -> walk-forward -> files. The CLI calls this."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from neuralfolio.backtest import BacktestResult, walk_forward
+from neuralfolio.config import RunConfig, cache_dir
+from neuralfolio.data import load_prices
+from neuralfolio.features import FeatureSpec
+from neuralfolio.nn import NeuralAllocator
+from neuralfolio.optimize import min_variance_labels
+from neuralfolio.policies import EqualWeight, MinVariancePolicy, NeuralPolicy, Policy
+
+__all__ = ["build_policies", "load_run_prices", "run_backtest"]
+
+
+def load_run_prices(config: RunConfig) -> pd.DataFrame:
+    """The validated price panel a config names."""
+    return load_prices(config.data, start=config.start, end=config.end, assets=config.assets)
+
+
+def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Policy]:
+    """Fresh policy objects for the names in ``config.policies``."""
+    w = config.window
+    makers = {
+        "network": lambda: NeuralPolicy(
+            NeuralAllocator(FeatureSpec("risk", w), config.train, augment=config.augment),
+            fine_tune=config.fine_tune, progress=progress,
+        ),
+        "network_prices": lambda: NeuralPolicy(
+            NeuralAllocator(FeatureSpec("prices", w), config.train),
+            fine_tune=config.fine_tune, progress=progress,
+        ),
+        "optimizer_daily": lambda: MinVariancePolicy(w, "daily"),
+        "optimizer_at_retrain": lambda: MinVariancePolicy(w, "at_fit"),
+        "equal_weight": EqualWeight,
+    }
+    return {name: makers[name]() for name in config.policies}
+
+
+def run_backtest(
+    config: RunConfig,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = False,
+    prices: pd.DataFrame | None = None,
+) -> BacktestResult:
+    """Load data, make labels (cached), run every policy walk-forward, and save the run.
+
+    Parameters
+    ----------
+    config : RunConfig
+    out_dir : path, optional
+        Where ``summary.json``, ``config.json``, ``returns.csv`` and ``weights/`` go.
+    progress : bool
+    prices : DataFrame, optional
+        Use this panel instead of loading ``config.data``.
+
+    Returns
+    -------
+    BacktestResult
+    """
+    if prices is None:
+        prices = load_run_prices(config)
+    labels = min_variance_labels(prices, window=config.window, cache_dir=cache_dir() / "labels")
+    result = walk_forward(
+        prices, build_policies(config), labels.weights,
+        test_start=config.test_start, test_end=config.test_end,
+        retrain_every=config.retrain_every, progress=progress,
+    )
+    result.config = replace(config).to_dict()
+    result.config["assets"] = [str(c) for c in prices.columns]
+    result.config["label_params"] = labels.params
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
