@@ -7,6 +7,7 @@ holding strictly positive prices.
 
 from neuralfolio.data._datasets import DATASETS, Dataset, list_datasets, load_dataset
 from neuralfolio.data._loaders import load_prices
+from neuralfolio.data._synthetic import synthetic_prices
 from neuralfolio.data._validate import (
     MAX_FILL_DEFAULT,
     require_history,
@@ -23,5 +24,6 @@ __all__ = [
     "load_prices",
     "require_history",
     "simple_returns",
+    "synthetic_prices",
     "validate_prices",
 ]

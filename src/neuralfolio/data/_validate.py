@@ -38,7 +38,7 @@ def _fmt_dates(dates: pd.Index | list) -> str:
 
 def _to_datetime_index(index: pd.Index, source: str) -> pd.DatetimeIndex:
     if isinstance(index, pd.DatetimeIndex):
-        return index
+        return index.copy()
     parsed = pd.to_datetime(pd.Series(index, dtype=object), errors="coerce")
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -157,7 +157,7 @@ def validate_prices(
     if nonpos.any():
         i, j = np.argwhere(nonpos)[0]
         raise DataError(
-            f"{source}: asset {clean.columns[j]!r} has a non-positive price {values[i, j]!r} on "
+            f"{source}: asset {clean.columns[j]!r} has a non-positive price {float(values[i, j])} on "
             f"{index[i].date()} ({int(nonpos[:, j].sum())} such value(s) for this asset). "
             "Prices must be > 0: give prices, not returns, and fix bad ticks."
         )

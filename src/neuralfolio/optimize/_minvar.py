@@ -91,7 +91,7 @@ class MinVarianceQP:
         self._solver.update(Px=2.0 * cov[self._rows, self._cols] / scale)
         if self._last is not None:
             self._solver.warm_start(x=self._last)
-        result = self._solver.solve()
+        result = self._solver.solve(raise_error=False)
         status = result.info.status
         if status not in ("solved", "solved inaccurate") or result.x is None:
             raise SolverError(f"OSQP failed on the minimum-variance problem: {status}.")

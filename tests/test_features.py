@@ -1,0 +1,65 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuralfolio.data import simple_returns
+from neuralfolio.errors import ConfigError, InsufficientHistoryError
+from neuralfolio.features import (
+    FeatureSpec,
+    Standardizer,
+    covariance_features,
+    latest_features,
+    make_features,
+)
+from neuralfolio.risk import ledoit_wolf
+
+
+def test_risk_features_describe_the_optimizers_covariance(small_prices):
+    spec = FeatureSpec("risk", 50)
+    x = make_features(small_prices, spec)
+    assert x.shape == (len(small_prices) - 50, spec.n_features(4)) == (550, 10)
+    assert x.index[0] == small_prices.index[50]
+    t = x.index[200]
+    window = simple_returns(small_prices).loc[:t].iloc[-50:].to_numpy()
+    cov = ledoit_wolf(window)[0]
+    vol = np.sqrt(np.diag(cov))
+    expected_logvol = np.log(vol) - np.log(vol).mean()
+    corr = cov / np.outer(vol, vol)
+    np.testing.assert_allclose(x.loc[t].to_numpy()[:4], expected_logvol, atol=1e-12)
+    np.testing.assert_allclose(x.loc[t].to_numpy()[4:], corr[np.triu_indices(4, 1)], atol=1e-12)
+
+
+def test_risk_features_do_not_depend_on_the_variance_level():
+    rng = np.random.default_rng(0)
+    cov = ledoit_wolf(rng.standard_normal((80, 5)) * 0.01)[0]
+    np.testing.assert_allclose(covariance_features(cov), covariance_features(9.0 * cov))
+
+
+def test_price_features_are_todays_prices(small_prices):
+    x = make_features(small_prices, FeatureSpec("prices"))
+    pd.testing.assert_frame_equal(x, small_prices)
+
+
+@pytest.mark.parametrize("kind", ["risk", "prices"])
+def test_single_update_path_equals_batch(small_prices, kind):
+    spec = FeatureSpec(kind, 40)
+    batch = make_features(small_prices, spec)
+    values = small_prices.to_numpy()
+    for row in (spec.lookback - 1, 300, len(values) - 1):
+        single = latest_features(values[: row + 1], spec)
+        np.testing.assert_allclose(single, batch.loc[small_prices.index[row]].to_numpy(),
+                                   atol=1e-12)
+
+
+def test_standardizer_uses_training_rows_and_survives_constant_inputs():
+    x = np.array([[1.0, 5.0], [3.0, 5.0]])
+    s = Standardizer().fit(x)
+    np.testing.assert_allclose(s.transform(x), [[-1.0, 0.0], [1.0, 0.0]])
+    np.testing.assert_allclose(s.transform([[5.0, 5.0]]), [[3.0, 0.0]])
+
+
+def test_bad_specs_and_short_history(small_prices):
+    with pytest.raises(ConfigError, match="Unknown feature kind 'returns'"):
+        FeatureSpec("returns")
+    with pytest.raises(InsufficientHistoryError, match="window=700"):
+        make_features(small_prices, FeatureSpec("risk", 700))
