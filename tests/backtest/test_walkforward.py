@@ -1,0 +1,118 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuralfolio.backtest import drifted_weights, policy_metrics, walk_forward
+from neuralfolio.data import simple_returns
+from neuralfolio.errors import ConfigError, DataError, InsufficientHistoryError
+from neuralfolio.features import FeatureSpec
+from neuralfolio.nn import NeuralAllocator, TrainConfig
+from neuralfolio.optimize import min_variance_labels
+from neuralfolio.policies import EqualWeight, MinVariancePolicy, NeuralPolicy
+
+WINDOW = 40
+FAST = TrainConfig(hidden=(16,), max_epochs=8, patience=3, batch_size=64)
+
+
+def _policies():
+    return {
+        "network": NeuralPolicy(NeuralAllocator(FeatureSpec("risk", WINDOW), FAST, augment=100)),
+        "network_prices": NeuralPolicy(NeuralAllocator(FeatureSpec("prices"), FAST)),
+        "optimizer_daily": MinVariancePolicy(WINDOW),
+        "optimizer_at_retrain": MinVariancePolicy(WINDOW, "at_fit"),
+        "equal_weight": EqualWeight(),
+    }
+
+
+@pytest.fixture(scope="module")
+def run(small_prices):
+    labels = min_variance_labels(small_prices, window=WINDOW).weights
+    test_start = small_prices.index[400]
+    return walk_forward(small_prices, _policies(), labels, test_start=test_start,
+                        retrain_every=50)
+
+
+def test_schedule_and_shapes(run, small_prices):
+    test = small_prices.index[400:-1]
+    assert run.next_returns.index.equals(test)
+    assert run.retrain_dates == list(test[::50])
+    for name, w in run.weights.items():
+        assert w.index.equals(test), name
+        np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+        assert len(run.fit_seconds[name]) == len(run.retrain_dates)
+        assert len(run.update_seconds[name]) > 0
+
+
+def test_returns_are_realized_the_day_after_the_decision(run, small_prices):
+    r = simple_returns(small_prices)
+    d = run.next_returns.index[10]
+    nxt = small_prices.index[small_prices.index.get_loc(d) + 1]
+    pd.testing.assert_series_equal(run.next_returns.loc[d], r.loc[nxt], check_names=False)
+    w = run.weights["equal_weight"].loc[d].to_numpy()
+    assert run.portfolio_returns().loc[d, "equal_weight"] == pytest.approx(w @ r.loc[nxt])
+
+
+def test_daily_optimizer_is_the_reference_and_at_retrain_holds(run):
+    np.testing.assert_allclose(run.weights["optimizer_daily"], run.reference, atol=1e-7)
+    held = run.weights["optimizer_at_retrain"]
+    block = held.loc[run.retrain_dates[1] :].iloc[:50]
+    assert (block.nunique() == 1).all()
+    np.testing.assert_allclose(held.loc[run.retrain_dates[1]],
+                               run.reference.loc[run.retrain_dates[1]], atol=1e-7)
+
+
+def test_single_updates_agree_with_batch_weights(run):
+    for name, gap in run.path_gap.items():
+        assert gap < 1e-5, name
+
+
+def test_summary_figures(run):
+    s = run.summary()
+    assert list(s.index) == list(run.weights)
+    assert s.loc["optimizer_daily", "l1_to_optimizer"] == pytest.approx(0.0, abs=1e-6)
+    assert s.loc["equal_weight", "turnover"] > 0  # drift away from 1/N is traded back
+    assert s.loc["optimizer_at_retrain", "fit_seconds"] > 0
+    assert (s["volatility"] > 0).all()
+    assert s.notna().all().all()
+
+
+def test_metrics_on_a_hand_worked_case():
+    idx = pd.bdate_range("2020-01-01", periods=3)
+    w = pd.DataFrame([[0.5, 0.5], [1.0, 0.0], [0.5, 0.5]], index=idx, columns=["a", "b"])
+    r = pd.DataFrame([[0.10, -0.10], [0.0, 0.0], [0.02, 0.0]], index=idx, columns=["a", "b"])
+    ref = pd.DataFrame([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], index=idx, columns=["a", "b"])
+    m = policy_metrics(w, r, ref)
+    # Day 1 drifts 50/50 to 55/45; trading to 100/0 turns over 0.45 + 0.45 = 0.9.
+    # Day 2 holds 100/0 flat; trading to 50/50 turns over 1.0.
+    np.testing.assert_allclose(drifted_weights(w.to_numpy()[:1], r.to_numpy()[:1]), [[0.55, 0.45]])
+    assert m["turnover"] == pytest.approx((0.9 + 1.0) / 2)
+    assert m["l1_to_optimizer"] == pytest.approx((0 + 1.0 + 0) / 3)
+
+
+def test_run_is_saved(run, tmp_path):
+    import json
+
+    run.save(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["policies"]) == set(run.weights)
+    assert set(summary["policies"]["network"]) >= {
+        "annual_return", "volatility", "sharpe", "max_drawdown", "turnover",
+        "l1_to_optimizer", "update_us",
+    }
+    w = pd.read_parquet(tmp_path / "weights" / "network.parquet")
+    np.testing.assert_allclose(w.to_numpy(), run.weights["network"].to_numpy())
+    assert (tmp_path / "returns.csv").exists()
+
+
+def test_bad_schedules_are_refused(small_prices):
+    labels = min_variance_labels(small_prices, window=WINDOW).weights
+    pol = {"equal_weight": EqualWeight()}
+    with pytest.raises(ConfigError, match="retrain_every"):
+        walk_forward(small_prices, pol, labels, test_start="2001-01-01", retrain_every=0)
+    with pytest.raises(DataError, match="test period"):
+        walk_forward(small_prices, pol, labels, test_start="2030-01-01")
+    with pytest.raises(InsufficientHistoryError, match="lookback"):
+        walk_forward(small_prices, {"o": MinVariancePolicy(WINDOW)}, labels,
+                     test_start=small_prices.index[10])
+    with pytest.raises(DataError, match="Labels are missing"):
+        walk_forward(small_prices, pol, labels.iloc[:-100], test_start=small_prices.index[400])

@@ -1,0 +1,130 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from neuralfolio.cli import app, main
+from neuralfolio.data import synthetic_prices
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def price_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "prices.csv"
+    synthetic_prices(4, 500, seed=2).to_csv(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["data", "list"], ["data", "show"], ["labels"], ["train"], ["predict"], ["backtest"],
+     ["demo"]],
+)
+def test_every_command_has_help_with_an_example(command):
+    result = _invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Example: neuralfolio" in result.output
+
+
+def test_data_list_json():
+    result = _invoke("data", "list", "--json")
+    rows = json.loads(result.output)
+    assert [r["name"] for r in rows] == ["sp500", "factors", "gfc"]
+    gfc = rows[2]
+    assert gfc["assets"] == 4
+    assert gfc["start"].startswith("2005") and gfc["end"].startswith("2010")
+
+
+def test_data_show_file_and_dataset(price_file):
+    info = json.loads(_invoke("data", "show", str(price_file), "--json").output)
+    assert info["dates"] == 500
+    assert [a["asset"] for a in info["assets"]] == ["A0", "A1", "A2", "A3"]
+    assert "BAC" in _invoke("data", "show", "gfc").output
+
+
+def test_labels_writes_parquet(price_file, tmp_path):
+    out = tmp_path / "labels.parquet"
+    info = json.loads(_invoke("labels", str(price_file), "--window", "60", "--out", str(out),
+                              "--json").output)
+    assert info["dates"] == 440
+    assert info["params"]["window"] == 60
+    assert out.exists()
+
+
+def test_train_then_predict_the_courses_way(price_file, tmp_path):
+    model = tmp_path / "model"
+    info = json.loads(_invoke("train", str(price_file), "--features", "prices", "--hidden", "8",
+                              "--epochs", "5", "--window", "60", "--out", str(model),
+                              "--json").output)
+    assert info["features"] == "prices"
+    out = _invoke("predict", str(model), "--prices", "A0=101,A1=99,A2=120,A3=80", "--json")
+    weights = next(iter(json.loads(out.output).values()))
+    assert set(weights) == {"A0", "A1", "A2", "A3"}
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-6)
+    positional = _invoke("predict", str(model), "--prices", "101,99,120,80", "--json")
+    assert next(iter(json.loads(positional.output).values())) == weights
+
+
+def test_train_and_predict_risk_model_from_file(price_file, tmp_path):
+    model = tmp_path / "model"
+    _invoke("train", str(price_file), "--hidden", "8", "--epochs", "5", "--window", "60",
+            "--augment", "50", "--out", str(model), "--json")
+    out = json.loads(_invoke("predict", str(model), "--file", str(price_file), "--json").output)
+    assert len(out) == 1
+    many = json.loads(_invoke("predict", str(model), "--file", str(price_file), "--all",
+                              "--json").output)
+    assert len(many) == 500 - 60
+
+
+def test_backtest_json(price_file, tmp_path):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'window = 60\nretrain_every = 100\naugment = 50\n'
+        'policies = ["network", "optimizer_daily", "equal_weight"]\n'
+        '[train]\nhidden = [8]\nmax_epochs = 4\n'
+    )
+    out = tmp_path / "run"
+    result = _invoke("backtest", str(price_file), "--config", str(cfg), "--test-start",
+                     "2001-06-01", "--out", str(out), "--json")
+    summary = json.loads(result.output)
+    assert set(summary["policies"]) == {"network", "optimizer_daily", "equal_weight"}
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["window"] == 60 and saved["train"]["hidden"] == [8]
+
+
+def _main_error(monkeypatch, capsys, *args):
+    monkeypatch.setattr("sys.argv", ["neuralfolio", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return " ".join(err.split())
+
+
+def test_errors_are_one_clear_line(monkeypatch, capsys, price_file, tmp_path):
+    err = _main_error(monkeypatch, capsys, "data", "show", "sp5000")
+    assert "Unknown dataset 'sp5000'" in err and "sp500" in err
+    err = _main_error(monkeypatch, capsys, "data", "show", str(tmp_path / "nope.csv"))
+    assert "File not found" in err
+    err = _main_error(monkeypatch, capsys, "backtest", "--policies", "magic")
+    assert "Unknown policy name" in err
+    err = _main_error(monkeypatch, capsys, "predict", str(tmp_path))
+    assert "not a saved model" in err
+
+
+def test_predict_rejects_bad_prices(monkeypatch, capsys, price_file, tmp_path):
+    model = tmp_path / "model"
+    _invoke("train", str(price_file), "--features", "prices", "--hidden", "4", "--epochs", "2",
+            "--out", str(model), "--json")
+    err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "1,2")
+    assert "needs 4" in err
+    err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "1,2,-3,4")
+    assert "positive" in err
+    err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "A0=1,B=2")
+    assert "missing" in err
