@@ -157,8 +157,9 @@ def validate_prices(
     if nonpos.any():
         i, j = np.argwhere(nonpos)[0]
         raise DataError(
-            f"{source}: asset {clean.columns[j]!r} has a non-positive price {float(values[i, j])} on "
-            f"{index[i].date()} ({int(nonpos[:, j].sum())} such value(s) for this asset). "
+            f"{source}: asset {clean.columns[j]!r} has a non-positive price "
+            f"{float(values[i, j])} on {index[i].date()} "
+            f"({int(nonpos[:, j].sum())} such value(s) for this asset). "
             "Prices must be > 0: give prices, not returns, and fix bad ticks."
         )
 
