@@ -28,8 +28,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Bundled data sets and price files.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-console = Console()
-err_console = Console(stderr=True)
+# Tables stay readable when output goes to a file or a pipe (rich would assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
 StartOpt = Annotated[str | None, typer.Option(help="First date kept, e.g. 2005-01-01.")]
@@ -325,7 +326,7 @@ def _summary_table(result, title: str) -> Table:
     return table
 
 
-def _run(config: RunConfig, out: Path, json_out: bool, title: str) -> None:
+def _run(config: RunConfig, out: Path, json_out: bool, title: str):
     from neuralfolio.pipeline import run_backtest
 
     t0 = time.perf_counter()
@@ -333,12 +334,13 @@ def _run(config: RunConfig, out: Path, json_out: bool, title: str) -> None:
     seconds = time.perf_counter() - t0
     if json_out:
         _print_json(json.loads((out / "summary.json").read_text()))
-        return
+        return result
     console.print(_summary_table(result, title))
     console.print(
         f"{len(result.retrain_dates)} re-trainings every {config.retrain_every} trading days; "
         f"{seconds:.0f}s in all. Wrote {out}/ (summary.json, config.json, returns.csv, weights/)."
     )
+    return result
 
 
 @app.command()
@@ -387,7 +389,37 @@ def demo(
             "daily through 2011-2022, re-training every "
             f"{cfg.retrain_every} trading days on the data available then."
         )
-    _run(cfg, out, json_out, "Out of sample 2011-2022, sp500 (20 stocks)")
+    result = _run(cfg, out, json_out, "Out of sample 2011-2022, sp500 (20 stocks)")
+    if not json_out:
+        console.print(_demo_lesson(result, cfg))
+
+
+def _demo_lesson(result, cfg: RunConfig) -> str:
+    """Two sentences that read the demo's table for a newcomer."""
+    from neuralfolio.pipeline import load_run_prices
+
+    s = result.summary()
+    prices = load_run_prices(cfg)
+    train = prices.loc[prices.index < pd.Timestamp(cfg.test_start)]
+    test = prices.loc[result.next_returns.index]
+    outside = ((test > train.max()) | (test < train.min())).any(axis=1).mean()
+    lines = []
+    if {"network_prices", "equal_weight"} <= set(s.index):
+        lines.append(
+            f"The course's price inputs: L1 {s.loc['network_prices', 'l1_to_optimizer']:.2f} to "
+            f"the optimizer, against {s.loc['equal_weight', 'l1_to_optimizer']:.2f} for fixed "
+            f"1/N weights: on {outside:.0%} of test dates some price lies outside its training "
+            "range, where a network fitted on prices has never been."
+        )
+    if {"network", "optimizer_daily"} <= set(s.index):
+        lines.append(
+            f"Risk inputs: L1 {s.loc['network', 'l1_to_optimizer']:.2f}, volatility "
+            f"{s.loc['network', 'volatility']:.1%} against the daily optimizer's "
+            f"{s.loc['optimizer_daily', 'volatility']:.1%}, at "
+            f"{s.loc['network', 'update_us']:,.0f} µs per update against "
+            f"{s.loc['optimizer_daily', 'update_us']:,.0f} µs."
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -145,6 +145,10 @@ class NeuralPolicy(_Base):
         Unfitted (or fitted, to start from it) model with its feature and training config.
     fine_tune : bool
         After the first fit, continue from the previous network instead of starting over.
+    refit_augment : int, optional
+        Synthetic scenarios drawn afresh for each fine-tuning fit; by default a quarter of
+        the allocator's ``augment`` (the network already knows the function and needs
+        fewer). Ignored when ``fine_tune`` is off.
     progress : bool
         Show the training progress bar.
     """
@@ -152,16 +156,21 @@ class NeuralPolicy(_Base):
     needs_labels = True
 
     def __init__(self, allocator: NeuralAllocator, *, fine_tune: bool = True,
-                 progress: bool = False) -> None:
+                 refit_augment: int | None = None, progress: bool = False) -> None:
         self.allocator = allocator
         self.fine_tune = fine_tune
+        self.refit_augment = (allocator.augment // 4 if refit_augment is None
+                              else int(refit_augment))
         self.progress = progress
         self.lookback = allocator.features.lookback
 
     def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> NeuralPolicy:
         if labels is None:
             raise ConfigError("NeuralPolicy.fit needs label weights to imitate.")
-        self.allocator.fit(prices, labels, warm_start=self.fine_tune, progress=self.progress)
+        refit = self.fine_tune and hasattr(self.allocator, "network_")
+        self.allocator.fit(prices, labels, warm_start=self.fine_tune,
+                           augment=self.refit_augment if refit else None,
+                           progress=self.progress)
         return self
 
     def weights(self, history: np.ndarray) -> np.ndarray:

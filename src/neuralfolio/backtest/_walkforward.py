@@ -48,8 +48,8 @@ def walk_forward(
     retrain_every : int
         Test dates between re-trainings.
     timed_updates : int
-        Dates per block on which one single update per policy is timed and compared with
-        the batch weights.
+        Dates per block on which one single update per policy is timed (after one untimed
+        warm-up call) and compared with the batch weights.
     progress : bool
 
     Returns
@@ -108,6 +108,9 @@ def walk_forward(
                 policy.fit(seen, seen_labels if policy.needs_labels else None)
                 fit_seconds[name].append(time.perf_counter() - t0)
                 w = policy.weights_batch(visible, block)
+                # One untimed call first, as a running service is warm (lazy caches filled).
+                first = int(idx.get_loc(block[0]))
+                policy.weights(values[first + 1 - policy.lookback : first + 1])
                 for i in timed:
                     row = int(idx.get_loc(block[i]))
                     history = values[row + 1 - policy.lookback : row + 1]

@@ -106,6 +106,7 @@ class NeuralAllocator:
         labels: pd.DataFrame,
         *,
         warm_start: bool = False,
+        augment: int | None = None,
         progress: bool = False,
     ) -> NeuralAllocator:
         """Train on the label weights of every date that has inputs and a label.
@@ -123,6 +124,9 @@ class NeuralAllocator:
         warm_start : bool
             Continue from the current network and input scaling (fine-tune) instead of
             starting afresh.
+        augment : int, optional
+            Scenarios for this fit only, instead of ``self.augment`` (fine-tuning needs
+            fewer than a fresh fit).
         progress : bool
             Show a progress bar.
 
@@ -150,11 +154,14 @@ class NeuralAllocator:
         x = raw.loc[dates].to_numpy()
         y = labels.loc[dates].to_numpy()
         x_train, y_train = x[:n_train], y[:n_train]
-        if self.augment:
+        n_scenarios = self.augment if augment is None else int(augment)
+        if n_scenarios and self.features.kind != "risk":
+            raise ConfigError("augment works with risk inputs only.")
+        if n_scenarios:
             # Scenarios come from returns up to the last training date: none from validation.
             returns = simple_returns(prices.loc[: dates[n_train - 1]]).to_numpy()
             covs, weights = scenario_labels(
-                returns, self.augment, window=self.features.window,
+                returns, n_scenarios, window=self.features.window,
                 seed=self.train.seed + n_train,
             )
             x_train = np.concatenate([x_train, covariance_features(covs)])

@@ -68,8 +68,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 256
-    max_epochs: int = 200
-    patience: int = 15
+    max_epochs: int = 100
+    patience: int = 10
     val_fraction: float = 0.15
     seed: int = 0
 

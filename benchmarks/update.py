@@ -1,0 +1,98 @@
+"""One weight update from prices: network vs the optimizer it replaces, in the same run.
+
+Measures, on the bundled sp500 data (20 assets, 126-day windows), the median time of
+  * the neural policy's update (Ledoit-Wolf risk inputs + NumPy forward pass),
+  * the neural policy's update through the PyTorch module instead,
+  * the optimizer re-solved by neuralfolio's warm-started OSQP problem,
+  * the optimizer re-solved by skfolio's MeanRisk (what a user would write first),
+and the Ledoit-Wolf estimate alone (NumPy vs scikit-learn). Prints ratios; the machines
+are shared and noisy, so read the ratios, not the absolute times.
+
+Run: .venv/bin/python benchmarks/update.py [--repeats 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
+from skfolio.moments import LedoitWolf
+from skfolio.optimization import MeanRisk
+from skfolio.prior import EmpiricalPrior
+
+from neuralfolio.data import load_prices
+from neuralfolio.features import latest_features
+from neuralfolio.nn import NeuralAllocator, TrainConfig
+from neuralfolio.optimize import min_variance_labels
+from neuralfolio.policies import MinVariancePolicy, NeuralPolicy
+from neuralfolio.risk import ledoit_wolf
+
+
+def _median_us(fn, histories) -> float:
+    fn(histories[0])
+    times = []
+    for h in histories:
+        t0 = time.perf_counter()
+        fn(h)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+
+    prices = load_prices("sp500", end="2012-12-31")
+    labels = min_variance_labels(prices, window=126).weights
+    train_end = prices.index.get_loc(prices.loc[:"2010-12-31"].index[-1])
+    model = NeuralAllocator("risk", TrainConfig(max_epochs=3)).fit(
+        prices.iloc[: train_end + 1], labels)
+    values = prices.to_numpy()
+    rows = np.arange(train_end + 1, train_end + 1 + args.repeats) % len(values)
+    rows = np.maximum(rows, 127)
+    histories = [values[r - 126 : r + 1] for r in rows]
+    returns = [h[1:] / h[:-1] - 1 for h in histories]
+
+    network = NeuralPolicy(model)
+    optimizer = MinVariancePolicy(126)
+
+    def torch_update(h):
+        x = model.scaler_.transform(latest_features(h, model.features))
+        with torch.no_grad():
+            return model.network_(torch.as_tensor(x[None], dtype=torch.float32))
+
+    skf = MeanRisk(prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()))
+    results = {
+        "network update (NumPy forward)": _median_us(network.weights, histories),
+        "network update (PyTorch forward)": _median_us(torch_update, histories),
+        "optimizer update (warm OSQP)": _median_us(optimizer.weights, histories),
+        "optimizer update (skfolio MeanRisk)": _median_us(
+            lambda h: skf.fit(h[1:] / h[:-1] - 1), histories[: max(20, args.repeats // 10)]),
+    }
+    lw_np = _median_us(ledoit_wolf, returns)
+    lw_sk = _median_us(sk_ledoit_wolf, returns)
+
+    base = results["network update (NumPy forward)"]
+    table = Table(title=f"One weight update, sp500 (20 assets), median of {args.repeats}")
+    table.add_column("path")
+    table.add_column("median µs", justify="right")
+    table.add_column("× network", justify="right")
+    for name, us in results.items():
+        table.add_row(name, f"{us:,.0f}", f"{us / base:.1f}")
+    table.add_row("Ledoit-Wolf, NumPy", f"{lw_np:,.0f}", "")
+    table.add_row("Ledoit-Wolf, scikit-learn", f"{lw_sk:,.0f}", f"({lw_sk / lw_np:.1f}× NumPy)")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
