@@ -128,3 +128,17 @@ def test_predict_rejects_bad_prices(monkeypatch, capsys, price_file, tmp_path):
     assert "positive" in err
     err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "A0=1,B=2")
     assert "missing" in err
+
+
+def test_demo_lesson_reads_the_table(tmp_path):
+    from neuralfolio.cli import _demo_lesson
+    from neuralfolio.config import RunConfig
+    from neuralfolio.nn import TrainConfig
+    from neuralfolio.pipeline import run_backtest
+
+    cfg = RunConfig(data="gfc", test_start="2008-01-01", window=60, retrain_every=250,
+                    augment=200, train=TrainConfig(hidden=(8,), max_epochs=3))
+    text = _demo_lesson(run_backtest(cfg, tmp_path), cfg)
+    assert "The course's price inputs: L1" in text
+    assert "outside its training range" in text
+    assert "Risk inputs: L1" in text and "µs per update" in text
