@@ -257,24 +257,25 @@ def predict(
                 "give them with --file (a price history), not --prices."
             )
         row = _parse_prices(prices, model.assets_)
-        frame = pd.DataFrame([row], index=pd.DatetimeIndex([pd.Timestamp.today().normalize()]),
-                             columns=model.assets_)
-        weights = pd.DataFrame([model.predict_latest(frame.to_numpy())], index=frame.index,
-                               columns=model.assets_)
+        weights = pd.DataFrame([model.predict_latest(np.array([row]))],
+                               index=pd.Index(["given prices"]), columns=model.assets_)
     else:
         frame = load_prices(file)
         weights = model.predict(frame)
         if not all_dates:
             weights = weights.iloc[[-1]]
+    labels = [d.date().isoformat() if isinstance(d, pd.Timestamp) else str(d)
+              for d in weights.index]
     if json_out:
-        _print_json({str(d.date()): row.to_dict() for d, row in weights.iterrows()})
+        _print_json({k: row.to_dict() for k, (_, row) in zip(labels, weights.iterrows(),
+                                                                strict=True)})
         return
     table = Table(title=f"Weights from {model_dir}")
     table.add_column("date")
     for a in model.assets_:
         table.add_column(a, justify="right")
-    for d, row in weights.iterrows():
-        table.add_row(str(d.date()), *(f"{v:.1%}" for v in row))
+    for label, (_, row) in zip(labels, weights.iterrows(), strict=True):
+        table.add_row(label, *(f"{v:.1%}" for v in row))
     console.print(table)
 
 

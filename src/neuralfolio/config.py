@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from neuralfolio.errors import ConfigError
-from neuralfolio.nn import TrainConfig
+from neuralfolio.nn._config import TrainConfig
 
 __all__ = ["POLICY_NAMES", "RunConfig", "cache_dir"]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from skfolio import measures
 
 __all__ = [
     "TRADING_DAYS",
@@ -93,9 +92,16 @@ def annualized_return(returns: np.ndarray) -> float:
     return float(growth ** (TRADING_DAYS / len(r)) - 1.0)
 
 
+def _measures():
+    # skfolio takes about a second to import; only pay for it when a measure is computed.
+    from skfolio import measures
+
+    return measures
+
+
 def annualized_volatility(returns: np.ndarray) -> float:
     """Annualized standard deviation of daily returns, shape (n_obs,)."""
-    return float(measures.standard_deviation(np.asarray(returns)) * np.sqrt(TRADING_DAYS))
+    return float(_measures().standard_deviation(np.asarray(returns)) * np.sqrt(TRADING_DAYS))
 
 
 def sharpe_ratio(returns: np.ndarray, risk_free: float = 0.0) -> float:
@@ -107,6 +113,7 @@ def sharpe_ratio(returns: np.ndarray, risk_free: float = 0.0) -> float:
     risk_free : float
         Annual risk-free rate, converted to a daily rate.
     """
+    measures = _measures()
     excess = np.asarray(returns, dtype=np.float64) - risk_free / TRADING_DAYS
     sd = measures.standard_deviation(excess)
     return float(measures.mean(excess) / sd * np.sqrt(TRADING_DAYS)) if sd > 0 else float("nan")
@@ -114,5 +121,6 @@ def sharpe_ratio(returns: np.ndarray, risk_free: float = 0.0) -> float:
 
 def max_drawdown(returns: np.ndarray) -> float:
     """Largest peak-to-trough loss of the compounded wealth path, as a positive fraction."""
+    measures = _measures()
     drawdowns = measures.get_drawdowns(np.asarray(returns, dtype=np.float64), compounded=True)
     return float(measures.max_drawdown(drawdowns))

@@ -121,3 +121,9 @@ def test_bad_inputs(small_prices, labels, tmp_path):
     (tmp_path / "m" / "manifest.json").write_text("{not json")
     with pytest.raises(ModelError, match="Could not read"):
         NeuralAllocator.load(tmp_path / "m")
+
+
+def test_loss_names_match_implementations():
+    from neuralfolio.nn import LOSS_NAMES, LOSSES
+
+    assert tuple(LOSSES) == LOSS_NAMES

@@ -1,15 +1,49 @@
-"""Neural allocators: networks, training, saving and loading."""
+"""Neural allocators: networks, training, saving and loading.
 
-from neuralfolio.nn._allocator import NeuralAllocator
-from neuralfolio.nn._network import ACTIVATIONS, DenseAllocator
-from neuralfolio.nn._train import LOSSES, TrainConfig, TrainHistory, train_network
+Names are imported on first use, so ``neuralfolio.nn.TrainConfig`` (and the command line's
+``--help``) does not pay for importing PyTorch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from neuralfolio.nn._config import LOSS_NAMES, TrainConfig
+
+if TYPE_CHECKING:
+    from neuralfolio.nn._allocator import NeuralAllocator
+    from neuralfolio.nn._network import ACTIVATIONS, DenseAllocator, numpy_forward
+    from neuralfolio.nn._train import LOSSES, TrainHistory, train_network
 
 __all__ = [
     "ACTIVATIONS",
     "LOSSES",
+    "LOSS_NAMES",
     "DenseAllocator",
     "NeuralAllocator",
     "TrainConfig",
     "TrainHistory",
+    "numpy_forward",
     "train_network",
 ]
+
+_LAZY = {
+    "NeuralAllocator": "_allocator",
+    "ACTIVATIONS": "_network",
+    "DenseAllocator": "_network",
+    "numpy_forward": "_network",
+    "LOSSES": "_train",
+    "TrainHistory": "_train",
+    "train_network": "_train",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"neuralfolio.nn.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'neuralfolio.nn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

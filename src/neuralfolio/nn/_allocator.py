@@ -21,8 +21,9 @@ from neuralfolio.features import (
     latest_features,
     make_features,
 )
+from neuralfolio.nn._config import TrainConfig
 from neuralfolio.nn._network import DenseAllocator, numpy_forward
-from neuralfolio.nn._train import TrainConfig, TrainHistory, train_network
+from neuralfolio.nn._train import TrainHistory, train_network
 from neuralfolio.optimize import scenario_labels
 
 __all__ = ["NeuralAllocator"]
