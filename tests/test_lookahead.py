@@ -5,10 +5,11 @@ import pandas as pd
 import pytest
 
 from neuralfolio.backtest import walk_forward
+from neuralfolio.config import RunConfig
 from neuralfolio.features import FeatureSpec, make_features
-from neuralfolio.nn import NeuralAllocator, TrainConfig
+from neuralfolio.nn import TrainConfig
 from neuralfolio.optimize import min_variance_labels
-from neuralfolio.policies import EqualWeight, MinVariancePolicy, NeuralPolicy
+from neuralfolio.pipeline import build_policies
 
 WINDOW = 40
 FAST = TrainConfig(hidden=(16,), max_epochs=6, patience=3, batch_size=64)
@@ -24,13 +25,7 @@ def shocked(small_prices):
 
 
 def _policies():
-    return {
-        "network": NeuralPolicy(NeuralAllocator(FeatureSpec("risk", WINDOW), FAST, augment=50)),
-        "network_prices": NeuralPolicy(NeuralAllocator(FeatureSpec("prices"), FAST)),
-        "optimizer_daily": MinVariancePolicy(WINDOW),
-        "optimizer_at_retrain": MinVariancePolicy(WINDOW, "at_fit"),
-        "equal_weight": EqualWeight(),
-    }
+    return build_policies(RunConfig(window=WINDOW, augment=50, train=FAST))
 
 
 def test_labels_before_the_shock_are_unchanged(small_prices, shocked):

@@ -3,25 +3,20 @@ import pandas as pd
 import pytest
 
 from neuralfolio.backtest import drifted_weights, policy_metrics, walk_forward
+from neuralfolio.config import RunConfig
 from neuralfolio.data import simple_returns
 from neuralfolio.errors import ConfigError, DataError, InsufficientHistoryError
-from neuralfolio.features import FeatureSpec
-from neuralfolio.nn import NeuralAllocator, TrainConfig
+from neuralfolio.nn import TrainConfig
 from neuralfolio.optimize import min_variance_labels
-from neuralfolio.policies import EqualWeight, MinVariancePolicy, NeuralPolicy
+from neuralfolio.pipeline import build_policies
+from neuralfolio.policies import EqualWeight, MinVariancePolicy
 
 WINDOW = 40
 FAST = TrainConfig(hidden=(16,), max_epochs=8, patience=3, batch_size=64)
 
 
 def _policies():
-    return {
-        "network": NeuralPolicy(NeuralAllocator(FeatureSpec("risk", WINDOW), FAST, augment=100)),
-        "network_prices": NeuralPolicy(NeuralAllocator(FeatureSpec("prices"), FAST)),
-        "optimizer_daily": MinVariancePolicy(WINDOW),
-        "optimizer_at_retrain": MinVariancePolicy(WINDOW, "at_fit"),
-        "equal_weight": EqualWeight(),
-    }
+    return build_policies(RunConfig(window=WINDOW, augment=100, train=FAST))
 
 
 @pytest.fixture(scope="module")
