@@ -358,6 +358,8 @@ def backtest(
                        ] = None,
     policies: Annotated[str | None, typer.Option(
         help=f"Comma-separated subset of: {', '.join(POLICY_NAMES)}.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the networks and scenarios.")
+                    ] = None,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/backtest"),
     json_out: JsonOpt = False,
 ) -> None:
@@ -371,12 +373,15 @@ def backtest(
                  "policies": _assets(policies)}
     cfg = RunConfig.from_dict({**cfg.to_dict(),
                                **{k: v for k, v in overrides.items() if v is not None}})
+    if seed is not None:
+        cfg.train.seed = seed
     _run(cfg, out, json_out, f"Walk-forward on {cfg.data}, out of sample from {cfg.test_start}")
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option(help="Seed of the networks and scenarios.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """The main job: walk-forward on bundled sp500, tested 2011-2022, five policies.
@@ -384,6 +389,7 @@ def demo(
     Example: neuralfolio demo --out runs/demo
     """
     cfg = RunConfig(data="sp500", test_start="2011-01-01", test_end="2022-12-31")
+    cfg.train.seed = seed
     if not json_out:
         console.print(
             "[bold]neuralfolio demo[/]: 20 S&P 500 stocks; train on 1990-2010, then decide "
