@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
-from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
 from skfolio.moments import LedoitWolf
 from skfolio.optimization import MeanRisk
 from skfolio.prior import EmpiricalPrior
+from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
 
 from neuralfolio.data import load_prices
 from neuralfolio.features import latest_features
