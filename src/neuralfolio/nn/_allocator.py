@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform
 from pathlib import Path
@@ -113,8 +114,8 @@ class NeuralAllocator:
         """Train on the label weights of every date that has inputs and a label.
 
         The last ``train.val_fraction`` of those dates is held out for early stopping,
-        after a purge gap of ``features.window`` dates so that no validation input shares
-        returns with a training input.
+        after a purge gap of ``features.window`` dates so that no validation label or input
+        shares returns with a training one.
 
         Parameters
         ----------
@@ -142,15 +143,27 @@ class NeuralAllocator:
             )
         raw = make_features(prices, self.features)
         dates = raw.index.intersection(labels.index)
-        gap = self.features.window if self.features.kind == "risk" else 0
-        n_val = round(len(dates) * self.train.val_fraction)
-        n_train = len(dates) - n_val - gap
-        if n_val < 5 or n_train < 20:
+        # Purge one window between training and validation rows: a label (and a risk input)
+        # at t reads the window of returns ending at t.
+        gap = self.features.window
+        vf = self.train.val_fraction
+
+        def split(n: int) -> tuple[int, int]:
+            n_val = round(n * vf)
+            return n - n_val - gap, n_val
+
+        def enough(n: int) -> bool:
+            n_train, n_val = split(n)
+            return n_train >= 20 and n_val >= 5
+
+        n_train, n_val = split(len(dates))
+        if not enough(len(dates)):
+            needed = next(n for n in itertools.count(len(dates)) if enough(n))
+            span = f" ({dates[0].date()}..{dates[-1].date()})" if len(dates) else ""
             raise DataError(
-                f"Only {len(dates)} dates with both inputs and labels "
-                f"({dates[0].date() if len(dates) else '-'}.."
-                f"{dates[-1].date() if len(dates) else '-'}); training needs at least "
-                f"{25 + gap + int(25 * self.train.val_fraction)}. Give a longer training period."
+                f"Only {len(dates)} dates with both inputs and labels{span}; training with "
+                f"val_fraction={vf} and a purge gap of {gap} dates needs at least {needed}. "
+                "Give a longer training period or a shorter window."
             )
         x = raw.loc[dates].to_numpy()
         y = labels.loc[dates].to_numpy()
