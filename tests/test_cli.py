@@ -142,3 +142,17 @@ def test_demo_lesson_reads_the_table(tmp_path):
     assert "The course's price inputs: L1" in text
     assert "outside its training range" in text
     assert "Risk inputs: L1" in text and "µs per update" in text
+
+
+def test_repairs_are_reported_as_one_line_warnings(monkeypatch, capsys, tmp_path):
+    prices = synthetic_prices(3, 50, seed=0)
+    prices.iloc[10:12, 1] = float("nan")
+    path = tmp_path / "gappy.csv"
+    prices.to_csv(path)
+    monkeypatch.setattr("sys.argv", ["neuralfolio", "data", "show", str(path), "--json"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("warning:")
+    assert "forward-filled 1 short gap" in err and "A1" in err

@@ -429,9 +429,20 @@ def _demo_lesson(result, cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, NeuralfolioWarning):
+        err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main() -> None:
-    """Console entry point: clean one-line errors instead of tracebacks."""
+    """Console entry point: clean one-line errors and warnings instead of tracebacks."""
     warnings.simplefilter("default", NeuralfolioWarning)
+    warnings.showwarning = _show_warning
     try:
         app()
     except NeuralfolioError as exc:
