@@ -33,7 +33,7 @@ def test_every_command_has_help_with_an_example(command):
 
 def test_data_list_json():
     result = _invoke("data", "list", "--json")
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert [r["name"] for r in rows] == ["sp500", "factors", "gfc"]
     gfc = rows[2]
     assert gfc["assets"] == 4
@@ -41,7 +41,7 @@ def test_data_list_json():
 
 
 def test_data_show_file_and_dataset(price_file):
-    info = json.loads(_invoke("data", "show", str(price_file), "--json").output)
+    info = json.loads(_invoke("data", "show", str(price_file), "--json").stdout)
     assert info["dates"] == 500
     assert [a["asset"] for a in info["assets"]] == ["A0", "A1", "A2", "A3"]
     assert "BAC" in _invoke("data", "show", "gfc").output
@@ -50,7 +50,7 @@ def test_data_show_file_and_dataset(price_file):
 def test_labels_writes_parquet(price_file, tmp_path):
     out = tmp_path / "labels.parquet"
     info = json.loads(_invoke("labels", str(price_file), "--window", "60", "--out", str(out),
-                              "--json").output)
+                              "--json").stdout)
     assert info["dates"] == 440
     assert info["params"]["window"] == 60
     assert out.exists()
@@ -60,24 +60,24 @@ def test_train_then_predict_the_courses_way(price_file, tmp_path):
     model = tmp_path / "model"
     info = json.loads(_invoke("train", str(price_file), "--features", "prices", "--hidden", "8",
                               "--epochs", "5", "--window", "60", "--out", str(model),
-                              "--json").output)
+                              "--json").stdout)
     assert info["features"] == "prices"
     out = _invoke("predict", str(model), "--prices", "A0=101,A1=99,A2=120,A3=80", "--json")
-    weights = next(iter(json.loads(out.output).values()))
+    weights = next(iter(json.loads(out.stdout).values()))
     assert set(weights) == {"A0", "A1", "A2", "A3"}
     assert sum(weights.values()) == pytest.approx(1.0, abs=1e-6)
     positional = _invoke("predict", str(model), "--prices", "101,99,120,80", "--json")
-    assert next(iter(json.loads(positional.output).values())) == weights
+    assert next(iter(json.loads(positional.stdout).values())) == weights
 
 
 def test_train_and_predict_risk_model_from_file(price_file, tmp_path):
     model = tmp_path / "model"
     _invoke("train", str(price_file), "--hidden", "8", "--epochs", "5", "--window", "60",
             "--augment", "50", "--out", str(model), "--json")
-    out = json.loads(_invoke("predict", str(model), "--file", str(price_file), "--json").output)
+    out = json.loads(_invoke("predict", str(model), "--file", str(price_file), "--json").stdout)
     assert len(out) == 1
     many = json.loads(_invoke("predict", str(model), "--file", str(price_file), "--all",
-                              "--json").output)
+                              "--json").stdout)
     assert len(many) == 500 - 60
 
 
@@ -91,7 +91,7 @@ def test_backtest_json(price_file, tmp_path):
     out = tmp_path / "run"
     result = _invoke("backtest", str(price_file), "--config", str(cfg), "--test-start",
                      "2001-06-01", "--out", str(out), "--json")
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert set(summary["policies"]) == {"network", "optimizer_daily", "equal_weight"}
     saved = json.loads((out / "config.json").read_text())
     assert saved["window"] == 60 and saved["train"]["hidden"] == [8]
@@ -156,3 +156,14 @@ def test_repairs_are_reported_as_one_line_warnings(monkeypatch, capsys, tmp_path
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("warning:")
     assert "forward-filled 1 short gap" in err and "A1" in err
+
+
+def test_max_fill_option_accepts_a_longer_gap(monkeypatch, capsys, tmp_path):
+    prices = synthetic_prices(3, 50, seed=0)
+    prices.iloc[10:18, 2] = float("nan")
+    path = tmp_path / "gappy.csv"
+    prices.to_csv(path)
+    err = _main_error(monkeypatch, capsys, "data", "show", str(path))
+    assert "8 missing prices in a row" in err and "--max-fill" in err
+    info = json.loads(_invoke("data", "show", str(path), "--max-fill", "8", "--json").stdout)
+    assert info["dates"] == 50

@@ -39,6 +39,8 @@ AssetsOpt = Annotated[
     str | None, typer.Option(help="Comma-separated asset columns to keep, e.g. BAC,JPM.")
 ]
 WindowOpt = Annotated[int, typer.Option(help="Returns per covariance window.")]
+MaxFillOpt = Annotated[int, typer.Option(
+    help="Longest gap of missing prices (trading days) forward-filled with a warning.")]
 
 
 def _assets(value: str | None) -> list[str] | None:
@@ -49,10 +51,11 @@ def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def _load(source: str, start=None, end=None, assets=None) -> pd.DataFrame:
-    from neuralfolio.data import load_prices
+def _load(source: str, start=None, end=None, assets=None, max_fill=None) -> pd.DataFrame:
+    from neuralfolio.data import MAX_FILL_DEFAULT, load_prices
 
-    return load_prices(source, start=start, end=end, assets=_assets(assets))
+    return load_prices(source, start=start, end=end, assets=_assets(assets),
+                       max_fill=MAX_FILL_DEFAULT if max_fill is None else max_fill)
 
 
 # ----------------------------------------------------------------------------- data
@@ -88,6 +91,7 @@ def data_show(
     start: StartOpt = None,
     end: EndOpt = None,
     assets: AssetsOpt = None,
+    max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a price panel and describe each asset.
@@ -97,7 +101,7 @@ def data_show(
     from neuralfolio.data import simple_returns
     from neuralfolio.risk import TRADING_DAYS
 
-    prices = _load(source, start, end, assets)
+    prices = _load(source, start, end, assets, max_fill)
     rets = simple_returns(prices)
     rows = [
         {"asset": a, "first": float(prices[a].iloc[0]), "last": float(prices[a].iloc[-1]),
@@ -128,6 +132,7 @@ def labels(
     end: EndOpt = None,
     assets: AssetsOpt = None,
     out: Annotated[Path | None, typer.Option(help="Write the labels to this Parquet file.")] = None,
+    max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
 ) -> None:
     """Rolling long-only minimum-variance weights (Ledoit-Wolf covariance), one row per date.
@@ -137,7 +142,7 @@ def labels(
     from neuralfolio._cache import write_frame
     from neuralfolio.optimize import min_variance_labels
 
-    prices = _load(source, start, end, assets)
+    prices = _load(source, start, end, assets, max_fill)
     t0 = time.perf_counter()
     ls = min_variance_labels(prices, window=window, cache_dir=cache_dir() / "labels")
     seconds = time.perf_counter() - t0
@@ -188,6 +193,7 @@ def train(
     augment: Annotated[int, typer.Option(help="Synthetic covariance scenarios (risk "
                                               "inputs only).")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a network on the optimizer's weights and save it (safetensors + manifest).
@@ -202,7 +208,7 @@ def train(
         widths = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}.") from None
-    prices = _load(source, start, end, assets)
+    prices = _load(source, start, end, assets, max_fill)
     ls = min_variance_labels(prices, window=window, cache_dir=cache_dir() / "labels")
     cfg = TrainConfig(hidden=widths, activation=activation, max_epochs=epochs, seed=seed)
     model = NeuralAllocator(FeatureSpec(features, window), cfg,
@@ -360,6 +366,8 @@ def backtest(
         help=f"Comma-separated subset of: {', '.join(POLICY_NAMES)}.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the networks and scenarios.")
                     ] = None,
+    max_fill: Annotated[int | None, typer.Option(
+        help="Longest gap of missing prices forward-filled with a warning.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/backtest"),
     json_out: JsonOpt = False,
 ) -> None:
@@ -370,7 +378,7 @@ def backtest(
     cfg = RunConfig.from_file(config) if config else RunConfig()
     overrides = {"data": source, "test_start": test_start, "test_end": test_end,
                  "retrain_every": retrain_every, "window": window, "augment": augment,
-                 "policies": _assets(policies)}
+                 "policies": _assets(policies), "max_fill": max_fill}
     cfg = RunConfig.from_dict({**cfg.to_dict(),
                                **{k: v for k, v in overrides.items() if v is not None}})
     if seed is not None:

@@ -41,6 +41,9 @@ class RunConfig:
         Date range of the panel loaded.
     assets : list of str, optional
         Subset of columns.
+    max_fill : int
+        Longest gap of missing prices forward-filled with a warning (see
+        :func:`neuralfolio.data.validate_prices`).
     test_start, test_end : str
         Decision dates of the out-of-sample period; the dates before are the initial
         training period.
@@ -61,6 +64,7 @@ class RunConfig:
     start: str | None = None
     end: str | None = None
     assets: list[str] | None = None
+    max_fill: int = 5
     test_start: str = "2011-01-01"
     test_end: str | None = None
     window: int = 126

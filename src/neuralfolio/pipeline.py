@@ -20,7 +20,8 @@ __all__ = ["build_policies", "load_run_prices", "run_backtest"]
 
 def load_run_prices(config: RunConfig) -> pd.DataFrame:
     """The validated price panel a config names."""
-    return load_prices(config.data, start=config.start, end=config.end, assets=config.assets)
+    return load_prices(config.data, start=config.start, end=config.end, assets=config.assets,
+                       max_fill=config.max_fill)
 
 
 def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Policy]:

@@ -189,7 +189,7 @@ def validate_prices(
                         f"{source}: asset {asset!r} has {stop - start} missing prices in a row, "
                         f"{gap[0].date()}..{gap[-1].date()}, more than max_fill={max_fill}. "
                         "Fill the gap from another source, choose a date range without it, "
-                        "or raise max_fill if carrying the last price is acceptable."
+                        "or raise max_fill (--max-fill) if carrying the last price is acceptable."
                     )
                 filled.append(f"{asset} on {_fmt_dates(gap)}")
         clean = clean.ffill()
