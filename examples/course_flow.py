@@ -23,7 +23,7 @@ course = NeuralAllocator("prices", TrainConfig(hidden=(10,), activation="sigmoid
 course.fit(train_prices, labels)
 
 new_prices = prices.loc["2008-09-15"].to_numpy()[None, :]  # the day Lehman failed
-print("prices on 2008-09-15:", dict(zip(prices.columns, new_prices[0].round(2), strict=True)))
+print("prices on 2008-09-15:", prices.loc["2008-09-15"].round(2).to_dict())
 print("network (prices in): ", course.predict_latest(new_prices).round(3))
 print("optimizer:           ", labels.loc["2008-09-15"].to_numpy().round(3))
 
