@@ -62,5 +62,5 @@ def test_bad_inputs_are_named():
         MinVarianceQP(3).solve(np.eye(2))
     with pytest.raises(SolverError, match="non-finite"):
         MinVarianceQP(2).solve(np.array([[np.nan, 0], [0, 1.0]]))
-    with pytest.raises(ConfigError, match="no fully invested portfolio"):
+    with pytest.raises(ConfigError, match="leave no portfolio of 4 assets"):
         MinVarianceQP(4, upper=0.2)

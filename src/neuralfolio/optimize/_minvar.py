@@ -1,4 +1,11 @@
-"""Long-only (or box-bounded) minimum-variance portfolios with a warm-started OSQP solver."""
+"""Fast quadratic portfolio problems: minimum variance and mean-variance utility.
+
+Both are set up once in OSQP and re-solved along a rolling window with warm starts: each
+solve only replaces the covariance values (and the expected returns). The covariance is
+divided by its mean variance first, so OSQP's tolerances are relative to an objective of
+order one (at daily variances near 1e-4 its default tolerances would stop far from the
+optimum), and solutions are polished to the exact active set.
+"""
 
 from __future__ import annotations
 
@@ -8,76 +15,55 @@ import scipy.sparse as sp
 
 from neuralfolio.errors import ConfigError, SolverError
 
-__all__ = ["MinVarianceQP"]
+__all__ = ["MeanVarianceQP", "MinVarianceQP", "bounds_array"]
 
 
-class MinVarianceQP:
-    """Minimum-variance problem ``min w' S w  s.t.  sum(w) = 1, lower <= w <= upper``.
+def bounds_array(value: float | np.ndarray, n_assets: int, name: str) -> np.ndarray:
+    """A per-asset bound vector, shape (n_assets,), from a scalar or a vector."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n_assets, float(arr))
+    if arr.shape != (n_assets,) or not np.isfinite(arr).all():
+        raise ConfigError(
+            f"{name} must be a finite number or {n_assets} finite numbers, one per asset; "
+            f"got {value!r}."
+        )
+    return arr
 
-    The problem is set up once; each :meth:`solve` only replaces the covariance values
-    and warm-starts from the previous solution, which is what makes rolling labels cheap.
-    The covariance is divided by its mean variance before solving so the solver's
-    tolerances are relative to an objective of order one (at daily variances near 1e-4,
-    OSQP's default tolerances would stop far from the optimum). Solutions are polished
-    to the exact active set.
 
-    Parameters
-    ----------
-    n_assets : int
-    lower, upper : float
-        Bounds on every weight; ``lower=0`` is long-only.
-    eps : float
-        Absolute and relative tolerance of OSQP on the scaled problem.
+class _BoxBudgetQP:
+    """``min 1/2 w'Pw + q'w  s.t.  sum(w) = budget, lower <= w <= upper``."""
 
-    Examples
-    --------
-    >>> qp = MinVarianceQP(2)
-    >>> qp.solve(np.array([[0.04, 0.0], [0.0, 0.01]])).round(3)
-    array([0.2, 0.8])
-    """
-
-    def __init__(self, n_assets: int, *, lower: float = 0.0, upper: float = 1.0,
-                 eps: float = 1e-9) -> None:
+    def __init__(self, n_assets: int, *, lower: float | np.ndarray = 0.0,
+                 upper: float | np.ndarray = 1.0, budget: float = 1.0, eps: float = 1e-9) -> None:
         if n_assets < 1:
             raise ConfigError(f"n_assets must be >= 1, got {n_assets}.")
-        if not lower <= 1.0 / n_assets <= upper:
+        lo = bounds_array(lower, n_assets, "lower")
+        hi = bounds_array(upper, n_assets, "upper")
+        if (lo > hi).any():
+            i = int(np.argmax(lo > hi))
+            raise ConfigError(f"lower bound {lo[i]} exceeds upper bound {hi[i]} on asset {i}.")
+        if not lo.sum() <= budget <= hi.sum():
             raise ConfigError(
-                f"Bounds lower={lower}, upper={upper} leave no fully invested portfolio of "
-                f"{n_assets} assets; need lower <= 1/{n_assets} <= upper."
+                f"Bounds lower={lower}, upper={upper} leave no portfolio of {n_assets} assets "
+                f"with weights summing to {budget}; need sum(lower) <= {budget} <= sum(upper)."
             )
-        self.n_assets = n_assets
-        self.lower = lower
-        self.upper = upper
-        self.eps = eps
-        n = n_assets
-        rows, cols = np.triu_indices(n)
-        # CSC order of an upper-triangular dense pattern: column by column, rows ascending.
-        order = np.lexsort((rows, cols))
+        self.n_assets, self.lower, self.upper, self.budget, self.eps = n_assets, lo, hi, budget, eps
+        rows, cols = np.triu_indices(n_assets)
+        order = np.lexsort((rows, cols))  # CSC order: column by column, rows ascending
         self._rows, self._cols = rows[order], cols[order]
-        pattern = sp.csc_matrix((np.ones(len(self._rows)), (self._rows, self._cols)), shape=(n, n))
-        constraints = sp.vstack([np.ones((1, n)), sp.eye(n)], format="csc")
-        lo = np.concatenate([[1.0], np.full(n, lower)])
-        hi = np.concatenate([[1.0], np.full(n, upper)])
+        pattern = sp.csc_matrix((np.ones(len(self._rows)), (self._rows, self._cols)),
+                                shape=(n_assets, n_assets))
+        constraints = sp.vstack([np.ones((1, n_assets)), sp.eye(n_assets)], format="csc")
         self._solver = osqp.OSQP()
         self._solver.setup(
-            P=pattern, q=np.zeros(n), A=constraints, l=lo, u=hi,
+            P=pattern, q=np.zeros(n_assets), A=constraints,
+            l=np.concatenate([[budget], lo]), u=np.concatenate([[budget], hi]),
             eps_abs=eps, eps_rel=eps, polishing=True, max_iter=20_000, verbose=False,
         )
         self._last: np.ndarray | None = None
 
-    def solve(self, covariance: np.ndarray) -> np.ndarray:
-        """Solve for one covariance matrix.
-
-        Parameters
-        ----------
-        covariance : ndarray, shape (n_assets, n_assets)
-            Symmetric positive semi-definite.
-
-        Returns
-        -------
-        ndarray, shape (n_assets,)
-            Weights within the bounds, summing to one.
-        """
+    def _scaled(self, covariance: np.ndarray) -> tuple[np.ndarray, float]:
         cov = np.asarray(covariance, dtype=np.float64)
         if cov.shape != (self.n_assets, self.n_assets):
             raise ConfigError(
@@ -88,20 +74,50 @@ class MinVarianceQP:
         scale = float(np.trace(cov)) / self.n_assets
         if scale <= 0:
             raise SolverError("covariance has zero variance on every asset; nothing to minimize.")
-        self._solver.update(Px=2.0 * cov[self._rows, self._cols] / scale)
+        return cov, scale
+
+    def _solve(self, p_dense: np.ndarray, q: np.ndarray, what: str) -> np.ndarray:
+        self._solver.update(Px=p_dense[self._rows, self._cols], q=q)
         if self._last is not None:
             self._solver.warm_start(x=self._last)
         result = self._solver.solve(raise_error=False)
         status = result.info.status
         if status not in ("solved", "solved inaccurate") or result.x is None:
-            raise SolverError(f"OSQP failed on the minimum-variance problem: {status}.")
+            raise SolverError(f"OSQP failed on the {what} problem: {status}.")
         w = np.clip(result.x, self.lower, self.upper)
-        w /= w.sum()
+        if self.budget != 0 and (self.lower >= 0).all():
+            w *= self.budget / w.sum()  # remove rounding noise; exact for long-only
         self._last = w
         return w
 
+
+class MinVarianceQP(_BoxBudgetQP):
+    """Minimum variance ``min w'Sw  s.t.  sum(w) = budget, lower <= w <= upper``.
+
+    Parameters
+    ----------
+    n_assets : int
+    lower, upper : float or ndarray of shape (n_assets,)
+        Bounds on each weight; ``lower=0`` is long-only, a negative ``lower`` bounds shorts.
+    budget : float
+        Sum of the weights.
+    eps : float
+        Absolute and relative tolerance of OSQP on the scaled problem.
+
+    Examples
+    --------
+    >>> qp = MinVarianceQP(2)
+    >>> qp.solve(np.array([[0.04, 0.0], [0.0, 0.01]])).round(3)
+    array([0.2, 0.8])
+    """
+
+    def solve(self, covariance: np.ndarray) -> np.ndarray:
+        """Weights, shape (n_assets,), for a covariance of shape (n_assets, n_assets)."""
+        cov, scale = self._scaled(covariance)
+        return self._solve(2.0 * cov / scale, np.zeros(self.n_assets), "minimum-variance")
+
     def solve_many(self, covariances: np.ndarray) -> np.ndarray:
-        """Solve a sequence of problems in order, each warm-started from the last.
+        """Solve in order, each warm-started from the last.
 
         Parameters
         ----------
@@ -112,3 +128,46 @@ class MinVarianceQP:
         ndarray, shape (n_problems, n_assets)
         """
         return np.stack([self.solve(c) for c in covariances])
+
+
+class MeanVarianceQP(_BoxBudgetQP):
+    """Mean-variance utility ``max mu'w - risk_aversion * w'Sw`` under the same constraints.
+
+    The convention is skfolio's (``MeanRisk`` with ``MAXIMIZE_UTILITY``): no factor 1/2.
+
+    Parameters
+    ----------
+    n_assets : int
+    risk_aversion : float
+        Larger values tilt the solution towards minimum variance; must be > 0.
+    lower, upper, budget, eps
+        As in :class:`MinVarianceQP`.
+    """
+
+    def __init__(self, n_assets: int, *, risk_aversion: float = 1.0, **kwargs) -> None:
+        if not risk_aversion > 0:
+            raise ConfigError(f"risk_aversion must be > 0, got {risk_aversion}.")
+        super().__init__(n_assets, **kwargs)
+        self.risk_aversion = float(risk_aversion)
+
+    def solve(self, covariance: np.ndarray, expected_returns: np.ndarray) -> np.ndarray:
+        """Weights, shape (n_assets,).
+
+        Parameters
+        ----------
+        covariance : ndarray, shape (n_assets, n_assets)
+        expected_returns : ndarray, shape (n_assets,)
+            In the same units as the covariance (daily, for daily covariances).
+        """
+        cov, scale = self._scaled(covariance)
+        mu = np.asarray(expected_returns, dtype=np.float64)
+        if mu.shape != (self.n_assets,) or not np.isfinite(mu).all():
+            raise ConfigError(
+                f"expected_returns must be {self.n_assets} finite numbers, got shape {mu.shape}."
+            )
+        return self._solve(2.0 * self.risk_aversion * cov / scale, -mu / scale, "mean-variance")
+
+    def solve_many(self, covariances: np.ndarray, expected_returns: np.ndarray) -> np.ndarray:
+        """Solve in order; shapes (n, n_assets, n_assets) and (n, n_assets) -> (n, n_assets)."""
+        return np.stack([self.solve(c, m) for c, m in zip(covariances, expected_returns,
+                                                          strict=True)])
