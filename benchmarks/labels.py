@@ -213,7 +213,7 @@ def agreement(fast: FastRun, run: Run) -> tuple[float, float]:
 
 def _table(title: str, year: bool) -> Table:
     table = Table(title=title)
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     table.add_column("windows", justify="right")
     table.add_column("labels/s", justify="right")
     table.add_column("ms / label", justify="right")
@@ -228,7 +228,8 @@ def _table(title: str, year: bool) -> Table:
 def _row(table: Table, name: str, windows: int, seconds_per_label: float, base: float,
          year: str | None = None, diff: tuple[float, float] | None = None) -> None:
     rate = 1.0 / seconds_per_label
-    cells = [name, f"{windows:,}", f"{rate:,.0f}", f"{seconds_per_label * 1e3:,.3f}"]
+    shown = f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+    cells = [name, f"{windows:,}", shown, f"{seconds_per_label * 1e3:,.3f}"]
     if year is not None:
         cells.append(year)
     cells.append(f"{base / rate:,.1f}")
@@ -237,7 +238,7 @@ def _row(table: Table, name: str, windows: int, seconds_per_label: float, base: 
 
 
 def _runs(repeats: int) -> str:
-    return f"median of {repeats} runs" if repeats > 1 else "one run"
+    return f"median of {repeats}" if repeats > 1 else "1 run"
 
 
 def _status_note(n_assets: int, fast: FastRun) -> str:

@@ -127,7 +127,24 @@ def data_show(
 @app.command()
 def labels(
     source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
+    objective: Annotated[str, typer.Option(
+        help="min_variance, mean_variance, max_sharpe, min_cvar, risk_parity or "
+             "max_diversification.")] = "min_variance",
     window: WindowOpt = 126,
+    cov: Annotated[str, typer.Option(help="Covariance: ledoit_wolf, sample or ewma.")
+                   ] = "ledoit_wolf",
+    lower: Annotated[float, typer.Option(help="Lowest weight per asset (< 0 allows shorts).")
+                     ] = 0.0,
+    upper: Annotated[float, typer.Option(help="Highest weight per asset.")] = 1.0,
+    risk_aversion: Annotated[float, typer.Option(help="mean_variance: mu'w - a * w'Sw.")
+                             ] = 1.0,
+    augment: Annotated[int, typer.Option(
+        help="Also write N synthetic covariance scenarios with their optimal weights "
+             "(needs --out).")] = 0,
+    jobs: Annotated[int, typer.Option(help="Parallel workers (-1: every core).")] = 1,
+    backend: Annotated[str | None, typer.Option(
+        help="joblib backend: loky, threading, or a registered cluster engine (ray, dask).")
+                       ] = None,
     start: StartOpt = None,
     end: EndOpt = None,
     assets: AssetsOpt = None,
@@ -135,36 +152,69 @@ def labels(
     max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
 ) -> None:
-    """Rolling long-only minimum-variance weights (Ledoit-Wolf covariance), one row per date.
+    """Rolling optimal weights, one row per date, each from the window of returns ending there.
 
-    Example: neuralfolio labels sp500 --window 126 --out labels.parquet
+    Example: neuralfolio labels sp500 --objective risk_parity --cov ewma --jobs 2 --out rp.parquet
     """
     from neuralfolio._cache import write_frame
-    from neuralfolio.optimize import min_variance_labels
+    from neuralfolio.data import simple_returns
+    from neuralfolio.optimize import Constraints, rolling_labels, scenario_labels
 
+    if augment and out is None:
+        raise ConfigError("--augment writes its scenarios next to --out; give --out too.")
     prices = _load(source, start, end, assets, max_fill)
+    constraints = Constraints(lower, upper)
     t0 = time.perf_counter()
-    ls = min_variance_labels(prices, window=window, cache_dir=cache_dir() / "labels")
+    ls = rolling_labels(prices, objective=objective, window=window, cov=cov,
+                        constraints=constraints, risk_aversion=risk_aversion, n_jobs=jobs,
+                        backend=backend, cache_dir=cache_dir() / "labels",
+                        progress=not json_out)
     seconds = time.perf_counter() - t0
     w = ls.weights
     if out is not None:
-        write_frame(out, w, {"fingerprint": ls.fingerprint, "params": ls.params})
+        write_frame(out, w, {"fingerprint": ls.fingerprint, "params": ls.params,
+                             "n_fallbacks": ls.n_fallbacks})
     info = {
         "dates": len(w), "start": str(w.index[0].date()), "end": str(w.index[-1].date()),
         "params": ls.params, "fingerprint": ls.fingerprint, "from_cache": ls.from_cache,
+        "n_fallbacks": ls.n_fallbacks,
         "seconds": seconds, "labels_per_second": len(w) / seconds if seconds > 0 else None,
-        "mean_assets_held": float((w > 1e-6).sum(axis=1).mean()),
+        "mean_assets_held": float((w.abs() > 1e-6).sum(axis=1).mean()),
         "mean_weights": w.mean().round(4).to_dict(),
         "out": str(out) if out else None,
     }
+    if augment:
+        t0 = time.perf_counter()
+        covs, sw = scenario_labels(
+            simple_returns(prices).to_numpy(), augment, window=window, objective=objective,
+            constraints=constraints, blend_share=0.25, factor_share=0.25, n_jobs=jobs,
+            backend=backend, progress=not json_out)
+        n = prices.shape[1]
+        iu = np.triu_indices(n)
+        frame = pd.DataFrame(
+            np.hstack([covs[:, iu[0], iu[1]], sw]),
+            columns=[f"cov:{prices.columns[i]}:{prices.columns[j]}" for i, j in zip(*iu,
+                                                                                   strict=True)]
+            + [f"w:{a}" for a in prices.columns],
+        )
+        scen_path = out.with_name(out.stem + ".scenarios.parquet")
+        write_frame(scen_path, frame, {"params": {**ls.params, "n_scenarios": augment,
+                                                  "source_period": [info["start"],
+                                                                    info["end"]]}})
+        info["scenarios"] = {"n": augment, "out": str(scen_path),
+                             "seconds": time.perf_counter() - t0}
     if json_out:
         _print_json(info)
         return
     origin = "cache" if ls.from_cache else f"{len(w) / seconds:,.0f} labels/s"
     console.print(
-        f"[bold]{len(w)}[/] label dates {info['start']} .. {info['end']} "
-        f"(window {window}, {origin}); on average {info['mean_assets_held']:.1f} assets held."
+        f"[bold]{len(w)}[/] {objective} label dates {info['start']} .. {info['end']} "
+        f"(window {window}, {cov} covariance, {origin}); on average "
+        f"{info['mean_assets_held']:.1f} assets held."
     )
+    if ls.n_fallbacks:
+        console.print(f"{ls.n_fallbacks} date(s) had no asset with a positive mean return: "
+                      "minimum variance was used there.")
     table = Table(title="Mean label weight per asset")
     table.add_column("asset")
     table.add_column("mean weight", justify="right")
@@ -173,6 +223,9 @@ def labels(
     console.print(table)
     if out:
         console.print(f"Wrote {out}")
+    if augment:
+        console.print(f"Wrote {augment} scenarios (covariances and weights) to "
+                      f"{info['scenarios']['out']}")
 
 
 # ---------------------------------------------------------------------------- train
