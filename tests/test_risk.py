@@ -51,3 +51,49 @@ def test_portfolio_measures_on_a_hand_worked_path():
     x = rng.normal(0.001, 0.01, 1000)
     assert sharpe_ratio(x) == pytest.approx(x.mean() / x.std(ddof=1) * np.sqrt(252), rel=1e-6)
     assert annualized_volatility(x) == pytest.approx(x.std(ddof=1) * np.sqrt(252), rel=1e-6)
+
+
+def test_sample_covariance_matches_numpy_and_batches():
+    from neuralfolio.risk import sample_covariance
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 30, 4))
+    for k in range(3):
+        np.testing.assert_allclose(sample_covariance(x)[k], np.cov(x[k].T), atol=1e-14)
+
+
+def test_ewma_incremental_update_equals_the_recursion():
+    from neuralfolio.risk import EWMACovariance, rolling_covariances, sample_covariance
+
+    rng = np.random.default_rng(6)
+    r = rng.standard_normal((80, 3)) * 0.01
+    est = EWMACovariance(decay=0.9, warmup=20).fit(r[:50])
+    expected = sample_covariance(r[:20])
+    for row in r[20:50]:
+        expected = 0.9 * expected + 0.1 * np.outer(row, row)
+    np.testing.assert_allclose(est.covariance_, expected, atol=1e-16)
+    assert est.n_updates_ == 30
+    est.update(r[50])
+    expected = 0.9 * expected + 0.1 * np.outer(r[50], r[50])
+    np.testing.assert_allclose(est.covariance_, expected, atol=1e-16)
+    rolled = rolling_covariances(r, 20, "ewma", decay=0.9)
+    assert rolled.shape == (61, 3, 3)
+    np.testing.assert_allclose(rolled[31], expected, atol=1e-16)
+    # No look-ahead: changing a later return leaves earlier estimates alone.
+    r2 = r.copy()
+    r2[60] *= 10
+    np.testing.assert_array_equal(rolling_covariances(r2, 20, "ewma", decay=0.9)[:41],
+                                  rolled[:41])
+
+
+def test_covariance_estimator_errors():
+    from neuralfolio.errors import ConfigError, InsufficientHistoryError
+    from neuralfolio.risk import EWMACovariance, rolling_covariances
+
+    r = np.zeros((10, 2))
+    with pytest.raises(ConfigError, match="Unknown covariance estimator 'robust'"):
+        rolling_covariances(r, 5, "robust")
+    with pytest.raises(InsufficientHistoryError, match="window of 20"):
+        rolling_covariances(r, 20)
+    with pytest.raises(ConfigError, match="decay must be in"):
+        EWMACovariance(decay=1.0)

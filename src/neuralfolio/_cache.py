@@ -38,6 +38,7 @@ def write_frame(path: Path, frame: pd.DataFrame, meta: dict[str, Any]) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; cached labels are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -14,14 +14,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
 
 from neuralfolio.data import simple_returns
 from neuralfolio.errors import ConfigError
 from neuralfolio.nn import NeuralAllocator
-from neuralfolio.optimize import MinVarianceQP
-from neuralfolio.risk import ledoit_wolf, rolling_ledoit_wolf
+from neuralfolio.optimize import OBJECTIVES, Constraints, PortfolioSolver
+from neuralfolio.risk import ledoit_wolf, rolling_covariances, sample_covariance
 
-__all__ = ["EqualWeight", "MinVariancePolicy", "NeuralPolicy", "Policy"]
+__all__ = ["EqualWeight", "MinVariancePolicy", "NeuralPolicy", "OptimizerPolicy", "Policy"]
 
 
 @runtime_checkable
@@ -86,37 +87,61 @@ class EqualWeight(_Base):
         return pd.DataFrame(1.0 / n, index=dates, columns=prices.columns)
 
 
-class MinVariancePolicy(_Base):
-    """Long-only minimum variance on a Ledoit-Wolf covariance of the trailing window.
+class OptimizerPolicy(_Base):
+    """An objective re-solved on the trailing window of returns.
 
     Parameters
     ----------
+    objective : str
+        A key of :data:`neuralfolio.optimize.OBJECTIVES`.
     window : int
         Returns per covariance window.
     resolve : {"daily", "at_fit"}
         ``daily`` re-solves at every update (the exact policy the network imitates);
         ``at_fit`` solves once per :meth:`fit` (re-training date) and holds those weights.
+    cov : {"ledoit_wolf", "sample"}
+        Windowed covariance estimator (EWMA carries state beyond the window, so it is
+        offered for labels, not here yet).
+    constraints : Constraints, optional
+    risk_aversion, cvar_beta : float
+        Parameters of ``mean_variance`` and ``min_cvar``.
     """
 
-    def __init__(self, window: int = 126, resolve: str = "daily") -> None:
+    def __init__(self, objective: str = "min_variance", window: int = 126,
+                 resolve: str = "daily", *, cov: str = "ledoit_wolf",
+                 constraints: Constraints | None = None, risk_aversion: float = 1.0,
+                 cvar_beta: float = 0.95) -> None:
         if resolve not in ("daily", "at_fit"):
             raise ConfigError(f"resolve must be 'daily' or 'at_fit', got {resolve!r}.")
-        self.window = window
-        self.resolve = resolve
+        if cov not in ("ledoit_wolf", "sample"):
+            raise ConfigError(
+                f"OptimizerPolicy takes a windowed covariance, 'ledoit_wolf' or 'sample'; "
+                f"got {cov!r}."
+            )
+        if objective not in OBJECTIVES:
+            raise ConfigError(
+                f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}."
+            )
+        self.objective, self.window, self.resolve, self.cov = objective, window, resolve, cov
+        self.constraints = constraints or Constraints()
+        self.options = {"risk_aversion": risk_aversion, "cvar_beta": cvar_beta}
         self.lookback = window + 1
-        self._qp: MinVarianceQP | None = None
+        self._solver_: PortfolioSolver | None = None
 
-    def _solver(self, n_assets: int) -> MinVarianceQP:
-        if self._qp is None or self._qp.n_assets != n_assets:
-            self._qp = MinVarianceQP(n_assets)
-        return self._qp
+    def _solver(self, n_assets: int) -> PortfolioSolver:
+        if self._solver_ is None or self._solver_.n_assets != n_assets:
+            self._solver_ = PortfolioSolver(self.objective, n_assets, self.constraints,
+                                            **self.options)
+        return self._solver_
 
     def _solve_latest(self, history: np.ndarray) -> np.ndarray:
         tail = np.asarray(history[-self.lookback :], dtype=np.float64)
-        cov = ledoit_wolf(tail[1:] / tail[:-1] - 1.0)[0]
-        return self._solver(tail.shape[1]).solve(cov)
+        returns = tail[1:] / tail[:-1] - 1.0
+        cov = ledoit_wolf(returns)[0] if self.cov == "ledoit_wolf" else sample_covariance(
+            returns)
+        return self._solver(tail.shape[1]).solve(returns, cov)
 
-    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> MinVariancePolicy:
+    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> OptimizerPolicy:
         if self.resolve == "at_fit":
             self.weights_ = self._solve_latest(prices.to_numpy())
         return self
@@ -130,10 +155,26 @@ class MinVariancePolicy(_Base):
         if self.resolve == "at_fit":
             return pd.DataFrame(np.tile(self.weights_, (len(dates), 1)), index=dates,
                                 columns=prices.columns)
-        tail = _tail(prices, dates, self.lookback)
-        covs = rolling_ledoit_wolf(simple_returns(tail).to_numpy(), self.window)
-        w = self._solver(prices.shape[1]).solve_many(covs)
+        returns = simple_returns(_tail(prices, dates, self.lookback)).to_numpy()
+        covs = rolling_covariances(returns, self.window, self.cov)
+        solver = self._solver(prices.shape[1])
+        windows = sliding_window_view(returns, self.window, axis=0)
+        w = np.stack([solver.solve(win.T, c) for win, c in zip(windows, covs, strict=True)])
         return pd.DataFrame(w, index=dates, columns=prices.columns)
+
+
+class MinVariancePolicy(OptimizerPolicy):
+    """Long-only minimum variance on a Ledoit-Wolf covariance of the trailing window.
+
+    Parameters
+    ----------
+    window : int
+    resolve : {"daily", "at_fit"}
+        See :class:`OptimizerPolicy`.
+    """
+
+    def __init__(self, window: int = 126, resolve: str = "daily") -> None:
+        super().__init__("min_variance", window, resolve)
 
 
 class NeuralPolicy(_Base):

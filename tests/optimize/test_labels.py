@@ -55,3 +55,30 @@ def test_scenarios_come_with_their_optimal_weights(small_prices):
     # Scenarios differ from each other and are reproducible from the seed.
     assert np.abs(covs[0] - covs[1]).max() > 0
     np.testing.assert_array_equal(scenario_labels(r, 50, window=60, seed=3)[0], covs)
+
+
+def test_blends_and_factor_shocks_give_valid_covariances(small_prices):
+    from neuralfolio.optimize import bootstrap_covariances, scenario_training_set
+
+    r = simple_returns(small_prices).to_numpy()
+    plain = bootstrap_covariances(r, 300, window=60, seed=1)
+    mixed = bootstrap_covariances(r, 300, window=60, seed=1, blend_share=0.5,
+                                  factor_share=0.5, factor_shock=0.8)
+    assert np.linalg.eigvalsh(mixed).min() > 0
+    vol = np.sqrt(np.diagonal(mixed, axis1=1, axis2=2))
+    corr = mixed / (vol[:, :, None] * vol[:, None, :])
+    off = corr[:, ~np.eye(4, dtype=bool)]
+    plain_vol = np.sqrt(np.diagonal(plain, axis1=1, axis2=2))
+    plain_off = (plain / (plain_vol[:, :, None] * plain_vol[:, None, :]))[:, ~np.eye(4, dtype=bool)]
+    assert off.std() > plain_off.std()  # shocks widen the range of correlations seen
+    x, w = scenario_training_set(r, 50, window=60, objective="risk_parity")
+    assert x.shape == (50, 4 + 6) and w.shape == (50, 4)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_scenarios_refuse_objectives_that_need_returns(small_prices):
+    from neuralfolio.errors import ConfigError
+
+    r = simple_returns(small_prices).to_numpy()
+    with pytest.raises(ConfigError, match="covariances only"):
+        scenario_labels(r, 10, window=60, objective="max_sharpe")
