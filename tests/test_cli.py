@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -167,3 +168,25 @@ def test_max_fill_option_accepts_a_longer_gap(monkeypatch, capsys, tmp_path):
     assert "8 missing prices in a row" in err and "--max-fill" in err
     info = json.loads(_invoke("data", "show", str(path), "--max-fill", "8", "--json").stdout)
     assert info["dates"] == 50
+
+
+def test_labels_objective_cov_jobs_and_augment(price_file, tmp_path):
+    out = tmp_path / "rp.parquet"
+    info = json.loads(_invoke("labels", str(price_file), "--objective", "risk_parity", "--cov",
+                              "ewma", "--window", "60", "--jobs", "2", "--backend", "threading",
+                              "--augment", "30", "--out", str(out), "--json").stdout)
+    assert info["params"]["objective"] == "risk_parity"
+    assert info["params"]["covariance"] == "ewma"
+    assert info["dates"] == 440
+    import pandas as pd
+
+    scen = pd.read_parquet(info["scenarios"]["out"])
+    assert scen.shape == (30, 10 + 4)
+    np.testing.assert_allclose(scen.filter(like="w:").sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_labels_bad_options_are_one_line(monkeypatch, capsys, price_file):
+    err = _main_error(monkeypatch, capsys, "labels", str(price_file), "--objective", "magic")
+    assert "Unknown objective 'magic'" in err
+    err = _main_error(monkeypatch, capsys, "labels", str(price_file), "--augment", "5")
+    assert "give --out too" in err

@@ -490,6 +490,12 @@ def _demo_lesson(result, cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- risk
+from neuralfolio._cli_risk import risk  # noqa: E402 - kept beside its tests in its own module
+
+app.command("risk")(risk)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, NeuralfolioWarning):
         err_console.print(f"[bold yellow]warning:[/] {message}", highlight=False)

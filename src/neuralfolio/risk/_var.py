@@ -19,7 +19,8 @@ Conventions
       compounded returns ``prod(1 + r[t : t + h]) - 1``, one per start day
       (``n_obs - h + 1`` of them, strongly dependent). Refused when fewer than
       ``2 / (1 - c)`` such ``h``-day returns exist (200 at 99%, 40 at 95%), too few for
-      the tail to hold two observations.
+      the tail to hold two observations. At ``h = 1`` any non-empty sample is used as it is
+      (with 20 returns the 99% VaR is simply the largest loss).
   ``normal``
       Normal with the sample mean ``mu`` and standard deviation ``sigma`` (``n_obs - 1``
       divisor) of the daily returns; ``h``-day mean ``h mu`` and deviation ``sqrt(h) sigma``.
@@ -32,8 +33,11 @@ Conventions
   ``monte_carlo``
       ``n_simulations`` paths of ``h`` daily returns drawn independently from the fitted
       normal (sample mean and deviation, as ``normal``), compounded to ``h``-day returns;
-      VaR and CVaR are the empirical ones of the simulated sample. With ``h = 1`` it
-      converges to ``normal``; for ``h > 1`` it differs from ``normal`` only by compounding.
+      VaR and CVaR are the empirical ones of the simulated sample (daily draws below -100%
+      are clipped to -100%). With ``h = 1`` it converges to ``normal``; for ``h > 1`` it
+      differs from ``normal`` by compounding only, which makes ``h``-day losses smaller by
+      roughly ``z sigma sqrt(h) / 2`` relative (about 3% at 99%, 10 days and 1% daily
+      deviation; under 1% at 0.2% daily deviation).
 
 Empirical quantiles (``historical``, ``monte_carlo``) follow :func:`skfolio.measures.value_at_risk`
 and :func:`skfolio.measures.cvar`: with ``n`` outcomes and ``k = (1 - c) n``, VaR is the
@@ -44,6 +48,7 @@ and :func:`skfolio.measures.cvar`: with ``n`` outcomes and ``k = (1 - c) n``, Va
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import warnings
@@ -172,9 +177,13 @@ def _moments(r: np.ndarray) -> tuple[float, float]:
     return float(r.mean()), float(r.std(ddof=1))
 
 
-def _standardized_t_fit(z: np.ndarray) -> float:
+@functools.lru_cache(maxsize=16)
+def _standardized_t_fit(data: bytes) -> float:
+    # Keyed on the bytes of the standardized returns: a report asks for the same fit at
+    # every confidence and horizon, and each fit is an optimization.
     from scipy import stats
 
+    z = np.frombuffer(data, dtype=np.float64)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         df = float(stats.t.fit(z)[0])
@@ -210,7 +219,7 @@ def fit_student_t(returns, weights=None) -> tuple[float, float, float]:
     mu, sigma = _moments(r)
     if sigma == 0:
         return math.inf, mu, 0.0
-    df = _standardized_t_fit((r - mu) / sigma)
+    df = _standardized_t_fit(((r - mu) / sigma).tobytes())
     return df, mu, sigma * math.sqrt((df - 2.0) / df)
 
 
