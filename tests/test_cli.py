@@ -124,7 +124,7 @@ def test_predict_rejects_bad_prices(monkeypatch, capsys, price_file, tmp_path):
     _invoke("train", str(price_file), "--features", "prices", "--hidden", "4", "--epochs", "2",
             "--out", str(model), "--json")
     err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "1,2")
-    assert "needs 4" in err
+    assert "but there are 4 assets" in err
     err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "1,2,-3,4")
     assert "positive" in err
     err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "A0=1,B=2")

@@ -13,7 +13,7 @@ import typer
 
 from neuralfolio.errors import ConfigError
 
-__all__ = ["risk"]
+__all__ = ["parse_per_asset", "parse_weights", "risk"]
 
 _SUM_TOLERANCE = 1e-6
 
@@ -22,48 +22,55 @@ def _split(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
-def parse_weights(text: str, assets: list[str]) -> list[float]:
-    """Weights in asset order from ``equal``, ``0.25,0.25,...`` or ``BAC=0.3,JPM=0.2,...``."""
-    if text.strip().lower() == "equal":
-        return [1.0 / len(assets)] * len(assets)
+def parse_per_asset(text: str, assets: list[str], option: str) -> list[float]:
+    """Finite numbers in asset order from ``1.0,2.0,...`` or ``NAME=VALUE`` pairs.
+
+    Shared by the options that take one number per asset (``--weights``, ``--prices``).
+    """
     parts = _split(text)
     if not parts:
-        raise ConfigError("--weights is empty; give 'equal', NAME=VALUE pairs or one value "
-                          "per asset.")
+        raise ConfigError(f"{option} is empty; give NAME=VALUE pairs or one value per asset.")
     if any("=" in p for p in parts):
         if not all("=" in p for p in parts):
             raise ConfigError(
-                f"--weights mixes NAME=VALUE pairs and bare values ({text!r}); use one form."
+                f"{option} mixes NAME=VALUE pairs and bare values ({text!r}); use one form."
             )
         pairs = [tuple(s.strip() for s in p.split("=", 1)) for p in parts]
         names = [n for n, _ in pairs]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ConfigError(f"--weights names {dupes} more than once; give each asset once.")
+            raise ConfigError(f"{option} names {dupes} more than once; give each asset once.")
         given = dict(pairs)
         missing = [a for a in assets if a not in given]
         unknown = [n for n in names if n not in assets]
         if missing or unknown:
             raise ConfigError(
-                f"--weights must name every asset of the data, {','.join(assets)}: unknown "
-                f"{unknown}, missing {missing}. Restrict the data with --assets to weight a "
-                "subset."
+                f"{option} must name every asset, {','.join(assets)}: unknown {unknown}, "
+                f"missing {missing}."
             )
         values = [given[a] for a in assets]
     elif len(parts) == len(assets):
         values = parts
     else:
         raise ConfigError(
-            f"--weights has {len(parts)} value(s) but the data has {len(assets)} assets; give "
-            f"one per asset in the order {','.join(assets)}, or NAME=VALUE pairs, or 'equal'."
+            f"{option} has {len(parts)} value(s) but there are {len(assets)} assets; give one "
+            f"per asset in the order {','.join(assets)}, or NAME=VALUE pairs."
         )
     try:
-        weights = [float(v) for v in values]
+        numbers = [float(v) for v in values]
     except ValueError:
-        raise ConfigError(f"--weights values must be numbers, got {values}.") from None
-    bad = [a for a, w in zip(assets, weights, strict=True) if not math.isfinite(w)]
+        raise ConfigError(f"{option} values must be numbers, got {values}.") from None
+    bad = [a for a, v in zip(assets, numbers, strict=True) if not math.isfinite(v)]
     if bad:
-        raise ConfigError(f"--weights must be finite numbers; check {bad}.")
+        raise ConfigError(f"{option} must be finite numbers; check {bad}.")
+    return numbers
+
+
+def parse_weights(text: str, assets: list[str]) -> list[float]:
+    """Weights in asset order from ``equal``, ``0.25,0.25,...`` or ``BAC=0.3,JPM=0.2,...``."""
+    if text.strip().lower() == "equal":
+        return [1.0 / len(assets)] * len(assets)
+    weights = parse_per_asset(text, assets, "--weights")
     total = math.fsum(weights)
     if abs(total - 1.0) > _SUM_TOLERANCE:
         raise ConfigError(

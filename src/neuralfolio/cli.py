@@ -339,31 +339,12 @@ def predict(
 
 
 def _parse_prices(text: str, assets: list[str]) -> list[float]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if all("=" in p for p in parts):
-        pairs = dict(p.split("=", 1) for p in parts)
-        missing = [a for a in assets if a not in pairs]
-        extra = [a for a in pairs if a not in assets]
-        if missing or extra:
-            raise ConfigError(
-                f"--prices names {sorted(pairs)}, the model needs {assets} "
-                f"(missing {missing}, unexpected {extra})."
-            )
-        values = [pairs[a] for a in assets]
-    elif len(parts) == len(assets):
-        values = parts
-    else:
-        raise ConfigError(
-            f"--prices has {len(parts)} value(s); the model needs {len(assets)}, one per asset "
-            f"in the order {','.join(assets)} (or NAME=VALUE pairs)."
-        )
-    try:
-        numbers = [float(v) for v in values]
-    except ValueError:
-        raise ConfigError(f"--prices values must be numbers, got {values}.") from None
-    bad = [a for a, v in zip(assets, numbers, strict=True) if not np.isfinite(v) or v <= 0]
+    from neuralfolio._cli_risk import parse_per_asset
+
+    numbers = parse_per_asset(text, assets, "--prices")
+    bad = [a for a, v in zip(assets, numbers, strict=True) if v <= 0]
     if bad:
-        raise ConfigError(f"--prices must be positive and finite; check {bad}.")
+        raise ConfigError(f"--prices must be positive; check {bad}.")
     return numbers
 
 

@@ -97,7 +97,7 @@ def test_table_output_and_short_history_note():
         (["--weights", "BAC=0.3,JPM=0.3,GE=0.2,HD=0.1"], r"sum to 0\.9, not 1; normalise"),
         (["--weights", "BAC=0.25,JPM=0.25,GE=0.25,XYZ=0.25"],
          r"unknown \['XYZ'\], missing \['HD'\]"),
-        (["--weights", "0.5,0.5"], r"2 value\(s\) but the data has 4 assets.*BAC,JPM,GE,HD"),
+        (["--weights", "0.5,0.5"], r"2 value\(s\) but there are 4 assets.*BAC,JPM,GE,HD"),
         (["--weights", "0.25,0.25,0.25,abc"], r"must be numbers"),
         (["--weights", "BAC=0.5,BAC=0.5"], r"names \['BAC'\] more than once"),
         (["--confidence", "95"], r"give 99% as 0\.99"),
