@@ -7,6 +7,7 @@ same covariance estimate so every objective sees the same risk model.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,23 +68,30 @@ class Constraints:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
-class _GivenCovariance:
-    """Factory for a skfolio covariance estimator that returns a covariance computed here."""
+@functools.cache
+def _given_covariance_class():
+    # Built on first use: importing skfolio costs about a second.
+    from skfolio.moments import BaseCovariance
 
+    class GivenCovariance(BaseCovariance):
+        """A skfolio covariance estimator that returns a covariance computed here."""
+
+        def __init__(self, covariance=None, nearest=True):
+            super().__init__(nearest=nearest)
+            self.covariance = covariance
+
+        def fit(self, X, y=None):
+            self._set_covariance(np.asarray(self.covariance))
+            return self
+
+    return GivenCovariance
+
+
+class _GivenCovariance:
     @staticmethod
     def make(covariance: np.ndarray):
-        from skfolio.moments import BaseCovariance
-
-        class GivenCovariance(BaseCovariance):
-            def __init__(self, covariance=None, nearest=True):
-                super().__init__(nearest=nearest)
-                self.covariance = covariance
-
-            def fit(self, X, y=None):
-                self._set_covariance(np.asarray(self.covariance))
-                return self
-
-        return GivenCovariance(covariance)
+        """A fitted-on-demand skfolio estimator for ``covariance``, shape (n, n)."""
+        return _given_covariance_class()(covariance)
 
 
 class PortfolioSolver:
