@@ -13,22 +13,44 @@ from neuralfolio.nn._config import LOSS_NAMES, TrainConfig
 
 if TYPE_CHECKING:
     from neuralfolio.nn._allocator import NeuralAllocator
+    from neuralfolio.nn._heads import (
+        HEADS,
+        AllocationHead,
+        CappedSimplexHead,
+        LongShortHead,
+        SimplexHead,
+        SoftmaxHead,
+        make_head,
+    )
+    from neuralfolio.nn._losses import Loss, parse_loss
     from neuralfolio.nn._network import ACTIVATIONS, DenseAllocator, numpy_forward
     from neuralfolio.nn._train import LOSSES, TrainHistory, train_network
 
 __all__ = [
     "ACTIVATIONS",
+    "HEADS",
     "LOSSES",
     "LOSS_NAMES",
+    "AllocationHead",
+    "CappedSimplexHead",
     "DenseAllocator",
+    "LongShortHead",
+    "Loss",
     "NeuralAllocator",
+    "SimplexHead",
+    "SoftmaxHead",
     "TrainConfig",
     "TrainHistory",
+    "make_head",
     "numpy_forward",
+    "parse_loss",
     "train_network",
 ]
 
 _LAZY = {
+    **dict.fromkeys(["HEADS", "AllocationHead", "CappedSimplexHead", "LongShortHead",
+                     "SimplexHead", "SoftmaxHead", "make_head"], "_heads"),
+    **dict.fromkeys(["Loss", "parse_loss"], "_losses"),
     "NeuralAllocator": "_allocator",
     "ACTIVATIONS": "_network",
     "DenseAllocator": "_network",
