@@ -11,29 +11,22 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from neuralfolio.nn._config import TrainConfig
+from neuralfolio.nn._config import LOSS_NAMES, TrainConfig
+from neuralfolio.nn._losses import LOSSES as LOSS_CLASSES
+from neuralfolio.nn._losses import Loss
 
 __all__ = ["LOSSES", "TrainHistory", "train_network"]
 
 
-def _mse(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return ((w - y) ** 2).sum(dim=-1).mean()
-
-
-def _l1(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (w - y).abs().sum(dim=-1).mean()
-
-
-def _cross_entropy(w: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return -(y * torch.log(w.clamp_min(1e-12))).sum(dim=-1).mean()
+def _imitation(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return lambda w, y: loss(w, target=y)
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "mse": _mse,
-    "l1": _l1,
-    "cross_entropy": _cross_entropy,
+    name: _imitation(LOSS_CLASSES[name]()) for name in LOSS_NAMES
 }
-"""Imitation losses between predicted and label weights, both shape (batch, n_assets)."""
+"""Imitation losses ``fn(weights, labels)``, both shape (batch, n_assets), as the trainer
+calls them; each is the :mod:`neuralfolio.nn._losses` class of the same name."""
 
 
 @dataclass
