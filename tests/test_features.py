@@ -17,7 +17,7 @@ from neuralfolio.risk import ledoit_wolf
 def test_risk_features_describe_the_optimizers_covariance(small_prices):
     spec = FeatureSpec("risk", 50)
     x = make_features(small_prices, spec)
-    assert x.shape == (len(small_prices) - 50, spec.n_features(4)) == (550, 10)
+    assert x.shape == (len(small_prices) - 50, spec.n_features(4)) == (550, 14)
     assert x.index[0] == small_prices.index[50]
     t = x.index[200]
     window = simple_returns(small_prices).loc[:t].iloc[-50:].to_numpy()
@@ -26,7 +26,24 @@ def test_risk_features_describe_the_optimizers_covariance(small_prices):
     expected_logvol = np.log(vol) - np.log(vol).mean()
     corr = cov / np.outer(vol, vol)
     np.testing.assert_allclose(x.loc[t].to_numpy()[:4], expected_logvol, atol=1e-12)
-    np.testing.assert_allclose(x.loc[t].to_numpy()[4:], corr[np.triu_indices(4, 1)], atol=1e-12)
+    np.testing.assert_allclose(x.loc[t].to_numpy()[4:10], corr[np.triu_indices(4, 1)],
+                               atol=1e-12)
+    u = np.linalg.solve(cov, np.ones(4))
+    np.testing.assert_allclose(x.loc[t].to_numpy()[10:], u / u.sum(), atol=1e-10)
+    plain = make_features(small_prices, FeatureSpec("risk", 50, unconstrained=False))
+    assert plain.shape == (550, 10)
+    np.testing.assert_allclose(plain.to_numpy(), x.to_numpy()[:, :10])
+
+
+def test_return_windows_are_the_trailing_returns_time_major(small_prices):
+    spec = FeatureSpec("returns", 5)
+    x = make_features(small_prices, spec)
+    assert x.shape == (len(small_prices) - 5, spec.n_features(4)) == (595, 20)
+    t = x.index[100]
+    expected = simple_returns(small_prices).loc[:t].iloc[-5:].to_numpy()
+    np.testing.assert_allclose(x.loc[t].to_numpy().reshape(5, 4), expected, atol=1e-15)
+    np.testing.assert_allclose(
+        latest_features(small_prices.loc[:t].to_numpy(), spec), x.loc[t].to_numpy(), atol=1e-15)
 
 
 def test_risk_features_do_not_depend_on_the_variance_level():
@@ -40,7 +57,7 @@ def test_price_features_are_todays_prices(small_prices):
     pd.testing.assert_frame_equal(x, small_prices)
 
 
-@pytest.mark.parametrize("kind", ["risk", "prices"])
+@pytest.mark.parametrize("kind", ["risk", "prices", "returns"])
 def test_single_update_path_equals_batch(small_prices, kind):
     spec = FeatureSpec(kind, 40)
     batch = make_features(small_prices, spec)
@@ -59,7 +76,7 @@ def test_standardizer_uses_training_rows_and_survives_constant_inputs():
 
 
 def test_bad_specs_and_short_history(small_prices):
-    with pytest.raises(ConfigError, match="Unknown feature kind 'returns'"):
-        FeatureSpec("returns")
+    with pytest.raises(ConfigError, match="Unknown feature kind 'volume'"):
+        FeatureSpec("volume")
     with pytest.raises(InsufficientHistoryError, match="window=700"):
         make_features(small_prices, FeatureSpec("risk", 700))

@@ -1,6 +1,6 @@
 """Network inputs, computed by one piece of code for training, backtest and service.
 
-Two formulations:
+Three formulations:
 
 ``prices`` (the course's)
     Today's raw prices, one input per asset, standardized with the mean and standard
@@ -9,8 +9,14 @@ Two formulations:
 ``risk`` (the default)
     What the minimum-variance optimizer sees, in a scale-free form: the log-volatilities of
     the Ledoit-Wolf covariance of the trailing ``window`` returns, demeaned across assets,
-    followed by the upper-triangle correlations of the same matrix.
-    ``n_assets + n_assets * (n_assets - 1) / 2`` inputs.
+    followed by the upper-triangle correlations of the same matrix and, with
+    ``unconstrained=True`` (the default), the unconstrained minimum-variance weights of that
+    matrix, ``S^-1 1 / 1' S^-1 1`` (one linear solve, no optimizer).
+    ``n_assets + n_assets * (n_assets - 1) / 2 (+ n_assets)`` inputs.
+``returns``
+    The trailing ``window`` daily simple returns, flattened time-major (oldest first):
+    ``x.reshape(window, n_assets)`` recovers the window. For the recurrent and
+    convolutional networks. ``window * n_assets`` inputs.
 
 Inputs at date t use prices up to and including t, never later ones.
 """
@@ -35,10 +41,11 @@ __all__ = [
     "covariance_features",
     "latest_features",
     "make_features",
+    "return_windows",
 ]
 
-FeatureKind = Literal["risk", "prices"]
-FEATURE_KINDS: tuple[str, ...] = ("risk", "prices")
+FeatureKind = Literal["risk", "prices", "returns"]
+FEATURE_KINDS: tuple[str, ...] = ("risk", "prices", "returns")
 
 
 @dataclass(frozen=True)
@@ -47,32 +54,37 @@ class FeatureSpec:
 
     Parameters
     ----------
-    kind : {"risk", "prices"}
+    kind : {"risk", "prices", "returns"}
     window : int
-        Trailing returns behind each covariance (``risk`` only).
+        Trailing returns behind each covariance (``risk``) or in each input (``returns``).
+    unconstrained : bool
+        Append the unconstrained minimum-variance weights to the ``risk`` inputs.
     """
 
     kind: FeatureKind = "risk"
     window: int = 126
+    unconstrained: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
             raise ConfigError(
                 f"Unknown feature kind {self.kind!r}; choose one of {', '.join(FEATURE_KINDS)}."
             )
-        if self.kind == "risk" and self.window < 2:
+        if self.kind != "prices" and self.window < 2:
             raise ConfigError(f"window must be >= 2 returns, got {self.window}.")
 
     @property
     def lookback(self) -> int:
         """Number of price rows needed to compute one input row."""
-        return self.window + 1 if self.kind == "risk" else 1
+        return 1 if self.kind == "prices" else self.window + 1
 
     def n_features(self, n_assets: int) -> int:
         """Input width for a panel of ``n_assets``."""
         if self.kind == "prices":
             return n_assets
-        return n_assets + n_assets * (n_assets - 1) // 2
+        if self.kind == "returns":
+            return self.window * n_assets
+        return n_assets + n_assets * (n_assets - 1) // 2 + n_assets * self.unconstrained
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,17 +94,21 @@ class FeatureSpec:
         return cls(**d)
 
 
-def covariance_features(covariances: np.ndarray) -> np.ndarray:
+def covariance_features(covariances: np.ndarray, unconstrained: bool = True) -> np.ndarray:
     """Scale-free description of covariance matrices.
 
     Parameters
     ----------
     covariances : ndarray, shape (..., n_assets, n_assets)
+        Positive definite.
+    unconstrained : bool
+        Append the unconstrained minimum-variance weights ``S^-1 1 / 1' S^-1 1``.
 
     Returns
     -------
-    ndarray, shape (..., n_assets + n_assets * (n_assets - 1) / 2)
-        Demeaned log-volatilities, then upper-triangle correlations (row-major).
+    ndarray, shape (..., n_assets + n_assets * (n_assets - 1) / 2 (+ n_assets))
+        Demeaned log-volatilities, upper-triangle correlations (row-major), then the
+        unconstrained weights.
     """
     var = np.diagonal(covariances, axis1=-2, axis2=-1)
     vol = np.sqrt(var)
@@ -100,7 +116,12 @@ def covariance_features(covariances: np.ndarray) -> np.ndarray:
     log_vol = log_vol - log_vol.mean(axis=-1, keepdims=True)
     rows, cols = _upper(covariances.shape[-1])
     corr = covariances[..., rows, cols] / (vol[..., rows] * vol[..., cols])
-    return np.concatenate([log_vol, corr], axis=-1)
+    parts = [log_vol, corr]
+    if unconstrained:
+        ones = np.ones(covariances.shape[:-1] + (1,))
+        u = np.linalg.solve(covariances, ones)[..., 0]
+        parts.append(u / u.sum(axis=-1, keepdims=True))
+    return np.concatenate(parts, axis=-1)
 
 
 @functools.cache
@@ -124,8 +145,29 @@ def make_features(prices: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     require_history(prices, spec.lookback, what=f"{spec.kind} features (window={spec.window})")
     if spec.kind == "prices":
         return prices.copy()
-    covs = rolling_ledoit_wolf(simple_returns(prices).to_numpy(), spec.window)
-    return pd.DataFrame(covariance_features(covs), index=prices.index[spec.window:])
+    returns = simple_returns(prices).to_numpy()
+    if spec.kind == "returns":
+        return pd.DataFrame(return_windows(returns, spec.window), index=prices.index[spec.window:])
+    covs = rolling_ledoit_wolf(returns, spec.window)
+    return pd.DataFrame(covariance_features(covs, spec.unconstrained),
+                        index=prices.index[spec.window:])
+
+
+def return_windows(returns: np.ndarray, window: int) -> np.ndarray:
+    """Trailing windows of returns, flattened time-major.
+
+    Parameters
+    ----------
+    returns : ndarray, shape (n_returns, n_assets)
+    window : int
+
+    Returns
+    -------
+    ndarray, shape (n_returns - window + 1, window * n_assets)
+        Row ``i`` holds returns ``i .. i + window - 1`` (oldest first), asset fastest.
+    """
+    views = np.lib.stride_tricks.sliding_window_view(returns, window, axis=0)
+    return views.transpose(0, 2, 1).reshape(len(views), -1).copy()
 
 
 def latest_features(history: np.ndarray, spec: FeatureSpec) -> np.ndarray:
@@ -144,7 +186,9 @@ def latest_features(history: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         return np.asarray(history[-1], dtype=np.float64)
     tail = np.asarray(history[-spec.lookback :], dtype=np.float64)
     returns = tail[1:] / tail[:-1] - 1.0
-    return covariance_features(ledoit_wolf(returns)[0])
+    if spec.kind == "returns":
+        return returns.reshape(-1)
+    return covariance_features(ledoit_wolf(returns)[0], spec.unconstrained)
 
 
 class Standardizer:

@@ -72,7 +72,7 @@ def test_save_load_round_trip(small_prices, labels, tmp_path):
     model.save(tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert manifest["assets"] == list(small_prices.columns)
-    assert manifest["features"] == {"kind": "risk", "window": 40}
+    assert manifest["features"] == {"kind": "risk", "window": 40, "unconstrained": True}
     assert manifest["architecture"]["hidden"] == [16]
     assert "torch" in manifest["versions"]
     loaded = NeuralAllocator.load(tmp_path / "m")

@@ -72,7 +72,7 @@ def test_blends_and_factor_shocks_give_valid_covariances(small_prices):
     plain_off = (plain / (plain_vol[:, :, None] * plain_vol[:, None, :]))[:, ~np.eye(4, dtype=bool)]
     assert off.std() > plain_off.std()  # shocks widen the range of correlations seen
     x, w = scenario_training_set(r, 50, window=60, objective="risk_parity")
-    assert x.shape == (50, 4 + 6) and w.shape == (50, 4)
+    assert x.shape == (50, 4 + 6 + 4) and w.shape == (50, 4)
     np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-6)
 
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from neuralfolio.nn._config import LOSS_NAMES, TrainConfig
+from neuralfolio.nn._config import LOSS_NAMES, MODEL_NAMES, TrainConfig
 
 if TYPE_CHECKING:
     from neuralfolio.nn._allocator import NeuralAllocator
+    from neuralfolio.nn._attention import AssetAttentionAllocator
+    from neuralfolio.nn._models import build_network
+    from neuralfolio.nn._sequence import RecurrentAllocator, TCNAllocator
+    from neuralfolio.nn._skfolio import NeuralOptimization
     from neuralfolio.nn._heads import (
         HEADS,
         AllocationHead,
@@ -24,11 +28,17 @@ if TYPE_CHECKING:
     )
     from neuralfolio.nn._losses import Loss, parse_loss
     from neuralfolio.nn._network import ACTIVATIONS, DenseAllocator, numpy_forward
-    from neuralfolio.nn._train import LOSSES, TrainHistory, train_network
+    from neuralfolio.nn._train import LOSSES, TrainHistory, resolve_device, train_network
 
 __all__ = [
     "ACTIVATIONS",
     "HEADS",
+    "MODEL_NAMES",
+    "AssetAttentionAllocator",
+    "NeuralOptimization",
+    "RecurrentAllocator",
+    "TCNAllocator",
+    "build_network",
     "LOSSES",
     "LOSS_NAMES",
     "AllocationHead",
@@ -44,6 +54,7 @@ __all__ = [
     "make_head",
     "numpy_forward",
     "parse_loss",
+    "resolve_device",
     "train_network",
 ]
 
@@ -52,11 +63,17 @@ _LAZY = {
                      "SimplexHead", "SoftmaxHead", "make_head"], "_heads"),
     **dict.fromkeys(["Loss", "parse_loss"], "_losses"),
     "NeuralAllocator": "_allocator",
+    "AssetAttentionAllocator": "_attention",
+    "build_network": "_models",
+    "RecurrentAllocator": "_sequence",
+    "TCNAllocator": "_sequence",
+    "NeuralOptimization": "_skfolio",
     "ACTIVATIONS": "_network",
     "DenseAllocator": "_network",
     "numpy_forward": "_network",
     "LOSSES": "_train",
     "TrainHistory": "_train",
+    "resolve_device": "_train",
     "train_network": "_train",
 }
 

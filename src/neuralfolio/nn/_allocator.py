@@ -23,26 +23,28 @@ from neuralfolio.features import (
     make_features,
 )
 from neuralfolio.nn._config import TrainConfig
+from neuralfolio.nn._models import build_network, head_config, network_from_config
 from neuralfolio.nn._network import DenseAllocator, numpy_forward
 from neuralfolio.nn._train import TrainHistory, train_network
 from neuralfolio.optimize import scenario_labels
 
 __all__ = ["NeuralAllocator"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _WEIGHTS_FILE = "model.safetensors"
 _MANIFEST_FILE = "manifest.json"
 
 
 class NeuralAllocator:
-    """A network that maps market data to long-only portfolio weights.
+    """A network that maps market data to portfolio weights.
 
     Parameters
     ----------
-    features : FeatureSpec or {"risk", "prices"}
+    features : FeatureSpec or {"risk", "prices", "returns"}
         Input formulation (see :mod:`neuralfolio.features`).
     train : TrainConfig, optional
-        Network and training hyperparameters.
+        Network family, head, loss and training hyperparameters. An imitation loss trains
+        on label weights, an outcome loss on the returns realized after each decision.
     augment : int
         Number of synthetic covariance scenarios (bootstrapped from the training returns and
         solved by the minimum-variance optimizer) added to the training rows; ``risk``
@@ -51,9 +53,13 @@ class NeuralAllocator:
     Attributes
     ----------
     assets_ : list of str
-        Asset names seen in ``fit``; inputs must have the same columns.
-    network_ : DenseAllocator
-    scaler_ : Standardizer
+        Asset names seen in ``fit``; inputs must have the same columns, unless the network
+        is asset-agnostic (``train.model="attention"``).
+    network_ : torch.nn.Module
+        One of the families of :data:`neuralfolio.nn.MODEL_NAMES`, ending in its head.
+    scaler_ : Standardizer or None
+        Input scaling fitted on the training rows; None for the attention family, whose
+        inputs are scale-free and of any width.
     history_ : TrainHistory
     training_period_ : tuple of str
         First and last label dates used (validation included).
@@ -84,8 +90,15 @@ class NeuralAllocator:
         self.augment = int(augment)
 
     # ------------------------------------------------------------------ fitting
+    @property
+    def asset_agnostic(self) -> bool:
+        """Whether the fitted network allocates any number of assets (attention family)."""
+        return bool(getattr(self.network_, "asset_agnostic", False))
+
     def _check_assets(self, prices: pd.DataFrame) -> None:
         cols = [str(c) for c in prices.columns]
+        if self.asset_agnostic and len(cols) >= 1:
+            return
         if cols != self.assets_:
             missing = [a for a in self.assets_ if a not in cols]
             extra = [a for a in cols if a not in self.assets_]
@@ -105,24 +118,28 @@ class NeuralAllocator:
     def fit(
         self,
         prices: pd.DataFrame,
-        labels: pd.DataFrame,
+        labels: pd.DataFrame | None = None,
         *,
         warm_start: bool = False,
         augment: int | None = None,
         progress: bool = False,
     ) -> NeuralAllocator:
-        """Train on the label weights of every date that has inputs and a label.
+        """Train on every date that has inputs and what the loss needs.
 
-        The last ``train.val_fraction`` of those dates is held out for early stopping,
-        after a purge gap of ``features.window`` dates so that no validation label or input
-        shares returns with a training one.
+        Imitation losses need a label for the date; outcome losses need ``train.horizon``
+        days of returns realized *after* the date, so the last ``horizon`` dates of
+        ``prices`` only serve as outcomes. The last ``train.val_fraction`` of the dates is
+        held out for early stopping, after a purge gap of ``max(features.window, horizon)``
+        dates so that no validation input, label or outcome shares returns with a training
+        one.
 
         Parameters
         ----------
         prices : DataFrame, shape (n_dates, n_assets)
             Prices up to the end of the training period.
-        labels : DataFrame, shape (n_labels, n_assets)
-            Target weights by date; only dates present in ``prices`` are used.
+        labels : DataFrame, shape (n_labels, n_assets), optional
+            Target weights by date, for imitation losses; only dates present in ``prices``
+            are used.
         warm_start : bool
             Continue from the current network and input scaling (fine-tune) instead of
             starting afresh.
@@ -136,16 +153,29 @@ class NeuralAllocator:
         -------
         self
         """
-        if list(labels.columns) != list(prices.columns):
+        loss = self.train.loss_fn()
+        needs_target, needs_returns = "target" in loss.needs, "returns" in loss.needs
+        if needs_target and labels is None:
+            raise ConfigError(
+                f"The loss {loss.spec!r} imitates label weights but no labels were given; "
+                "pass labels (e.g. min_variance_labels(prices).weights) or train on realized "
+                "outcomes with a loss such as 'variance'."
+            )
+        if labels is not None and list(labels.columns) != list(prices.columns):
             raise DataError(
                 f"Label columns {list(labels.columns)} do not match price columns "
                 f"{list(prices.columns)}; make labels from the same price panel."
             )
         raw = make_features(prices, self.features)
-        dates = raw.index.intersection(labels.index)
-        # Purge one window between training and validation rows: a label (and a risk input)
-        # at t reads the window of returns ending at t.
-        gap = self.features.window
+        dates = raw.index
+        if needs_target:
+            dates = dates.intersection(labels.index)
+        horizon = self.train.horizon if needs_returns else 0
+        if needs_returns:
+            # Outcomes of a decision at t: the returns of t+1 .. t+horizon.
+            last = prices.index[len(prices) - 1 - horizon] if len(prices) > horizon else None
+            dates = dates[dates <= last] if last is not None else dates[:0]
+        gap = max(self.features.window, horizon)
         vf = self.train.val_fraction
 
         def split(n: int) -> tuple[int, int]:
@@ -160,17 +190,25 @@ class NeuralAllocator:
         if not enough(len(dates)):
             needed = next(n for n in itertools.count(len(dates)) if enough(n))
             span = f" ({dates[0].date()}..{dates[-1].date()})" if len(dates) else ""
+            what = "inputs and labels" if needs_target else "inputs"
+            what += f" and {horizon} days of outcomes" if needs_returns else ""
             raise DataError(
-                f"Only {len(dates)} dates with both inputs and labels{span}; training with "
+                f"Only {len(dates)} dates with {what}{span}; training with "
                 f"val_fraction={vf} and a purge gap of {gap} dates needs at least {needed}. "
                 "Give a longer training period or a shorter window."
             )
         x = raw.loc[dates].to_numpy()
-        y = labels.loc[dates].to_numpy()
-        x_train, y_train = x[:n_train], y[:n_train]
+        y = labels.loc[dates].to_numpy() if needs_target else None
+        r = _outcomes(prices, dates, horizon) if needs_returns else None
+        x_train = x[:n_train]
+        y_train = None if y is None else y[:n_train]
         n_scenarios = self.augment if augment is None else int(augment)
-        if n_scenarios and self.features.kind != "risk":
-            raise ConfigError("augment works with risk inputs only.")
+        if n_scenarios and (self.features.kind != "risk" or needs_returns):
+            raise ConfigError(
+                "augment adds covariance scenarios with optimizer labels: it works with risk "
+                f"inputs and an imitation loss only (here {self.features.kind} inputs, loss "
+                f"{loss.spec!r}). Set augment=0."
+            )
         if n_scenarios:
             # Scenarios come from returns up to the last training date: none from validation.
             returns = simple_returns(prices.loc[: dates[n_train - 1]]).to_numpy()
@@ -178,7 +216,8 @@ class NeuralAllocator:
                 returns, n_scenarios, window=self.features.window,
                 seed=self.train.seed + n_train,
             )
-            x_train = np.concatenate([x_train, covariance_features(covs)])
+            x_train = np.concatenate(
+                [x_train, covariance_features(covs, self.features.unconstrained)])
             y_train = np.concatenate([y_train, weights])
         fine_tune = warm_start and hasattr(self, "network_")
         if fine_tune:
@@ -187,20 +226,23 @@ class NeuralAllocator:
         else:
             self.assets_ = [str(c) for c in prices.columns]
             torch.manual_seed(self.train.seed)
-            net = DenseAllocator(
-                x.shape[1], y.shape[1], self.train.hidden, self.train.activation,
-                self.train.dropout,
-            )
-            self.scaler_ = Standardizer().fit(x_train)
+            net = build_network(self.train, self.features, x.shape[1], len(self.assets_))
+            self.scaler_ = Standardizer().fit(x_train) if net.scale_inputs else None
         self.history_: TrainHistory = train_network(
-            net, self.scaler_.transform(x_train), y_train,
-            self.scaler_.transform(x[-n_val:]), y[-n_val:], self.train,
-            progress=progress, description=f"training ({self.features.kind} inputs)",
+            net, self._scale(x_train), y_train, self._scale(x[-n_val:]),
+            None if y is None else y[-n_val:], self.train,
+            r_train=None if r is None else r[:n_train],
+            r_val=None if r is None else r[-n_val:],
+            progress=progress,
+            description=f"training {self.train.model} ({self.features.kind} inputs)",
         )
         self.network_ = net
         self._numpy_layers = None
         self.training_period_ = (str(dates[0].date()), str(dates[-1].date()))
         return self
+
+    def _scale(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) if self.scaler_ is None else self.scaler_.transform(x)
 
     # --------------------------------------------------------------- prediction
     def _require_fitted(self) -> None:
@@ -208,7 +250,7 @@ class NeuralAllocator:
             raise ModelError("This NeuralAllocator is not fitted; call fit() or load() first.")
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        xs = torch.as_tensor(self.scaler_.transform(x), dtype=torch.float32)
+        xs = torch.as_tensor(self._scale(x), dtype=torch.float32)
         with torch.no_grad():
             return self.network_(xs).double().numpy()
 
@@ -244,7 +286,8 @@ class NeuralAllocator:
         """
         self._require_fitted()
         history = np.asarray(history, dtype=np.float64)
-        if history.ndim != 2 or history.shape[1] != len(self.assets_):
+        if history.ndim != 2 or (history.shape[1] != len(self.assets_)
+                                 and not self.asset_agnostic):
             raise ModelError(
                 f"history must have shape (n_dates, {len(self.assets_)}), got {history.shape}."
             )
@@ -252,8 +295,11 @@ class NeuralAllocator:
             raise DataError(
                 f"history has {len(history)} rows; these inputs need {self.features.lookback}."
             )
-        x = self.scaler_.transform(latest_features(history, self.features))
-        return numpy_forward(self._layers(), x)
+        x = self._scale(latest_features(history, self.features))
+        net = self.network_
+        if isinstance(net, DenseAllocator) and net.numpy_ready:
+            return numpy_forward(self._layers(), x)
+        return self._forward(x[None, :])[0]
 
     def _layers(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
         # NumPy copy of the network for single updates: no framework overhead per call.
@@ -274,13 +320,16 @@ class NeuralAllocator:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors = {f"network.{k}": v.contiguous() for k, v in self.network_.state_dict().items()}
-        tensors["scaler.mean"] = torch.as_tensor(self.scaler_.mean_)
-        tensors["scaler.scale"] = torch.as_tensor(self.scaler_.scale_)
+        if self.scaler_ is not None:
+            tensors["scaler.mean"] = torch.as_tensor(self.scaler_.mean_)
+            tensors["scaler.scale"] = torch.as_tensor(self.scaler_.scale_)
         save_file(tensors, str(path / _WEIGHTS_FILE))
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "NeuralAllocator",
-            "architecture": {"class": "DenseAllocator", **self.network_.config()},
+            "architecture": {"class": type(self.network_).__name__, **self.network_.config()},
+            "head": head_config(self.network_),
+            "asset_agnostic": self.asset_agnostic,
             "features": self.features.to_dict(),
             "train": self.train.to_dict(),
             "augment": self.augment,
@@ -313,11 +362,9 @@ class NeuralAllocator:
                 f"neuralfolio reads version {FORMAT_VERSION}. Re-train or re-save the model."
             )
         try:
-            arch = {k: v for k, v in manifest["architecture"].items() if k != "class"}
-            arch["hidden"] = tuple(arch["hidden"])
             model = cls(FeatureSpec.from_dict(manifest["features"]),
                         TrainConfig.from_dict(manifest["train"]), manifest.get("augment", 0))
-            net = DenseAllocator(**arch)
+            net = network_from_config(manifest["architecture"], manifest["head"])
             net.load_state_dict(
                 {k.removeprefix("network."): v for k, v in tensors.items()
                  if k.startswith("network.")}
@@ -327,14 +374,27 @@ class NeuralAllocator:
         net.eval()
         model.network_ = net
         model._numpy_layers = None
-        model.scaler_ = Standardizer.from_arrays(
-            tensors["scaler.mean"].numpy(), tensors["scaler.scale"].numpy()
+        model.scaler_ = (
+            Standardizer.from_arrays(tensors["scaler.mean"].numpy(),
+                                     tensors["scaler.scale"].numpy())
+            if "scaler.mean" in tensors else None
         )
         model.assets_ = list(manifest["assets"])
         model.training_period_ = tuple(manifest["training_period"])
-        model.history_ = TrainHistory(**manifest["history"])
+        model.history_ = TrainHistory.from_dict(manifest["history"])
         model.manifest_ = manifest
         return model
+
+
+def _outcomes(prices: pd.DataFrame, dates: pd.Index, horizon: int) -> np.ndarray:
+    """Returns realized after each date: shape (n_dates, n_assets), or with ``horizon > 1``
+    (n_dates, horizon, n_assets) holding days t+1 .. t+horizon."""
+    p = prices.to_numpy(dtype=np.float64)
+    pos = prices.index.get_indexer(dates)
+    steps = pos[:, None] + np.arange(horizon + 1)[None, :]
+    path = p[steps]  # (n_dates, horizon + 1, n_assets)
+    r = path[:, 1:] / path[:, :-1] - 1.0
+    return r[:, 0] if horizon == 1 else r
 
 
 def _versions() -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from neuralfolio.errors import ConfigError
+from neuralfolio.nn._heads import AllocationHead, SimplexHead, SoftmaxHead
 
 __all__ = ["ACTIVATIONS", "DenseAllocator", "numpy_forward"]
 
@@ -16,7 +17,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "si
 
 
 class DenseAllocator(nn.Module):
-    """Fully connected network with a long-only softmax head.
+    """Fully connected network with an allocation head.
 
     Parameters
     ----------
@@ -27,15 +28,21 @@ class DenseAllocator(nn.Module):
     activation : {"relu", "tanh", "sigmoid"}
     dropout : float
         Dropout after each hidden activation (training only).
+    head : AllocationHead, optional
+        Raw outputs to weights (:mod:`neuralfolio.nn._heads`); a plain softmax by default.
 
     Notes
     -----
     ``forward`` maps inputs of shape (batch, n_inputs) to weights of shape (batch, n_assets)
-    that are positive and sum to one.
+    that meet the head's constraints (with the softmax: positive, summing to one).
     """
 
+    asset_agnostic = False
+    scale_inputs = True
+
     def __init__(self, n_inputs: int, n_assets: int, hidden: tuple[int, ...] = (256, 256),
-                 activation: str = "relu", dropout: float = 0.0) -> None:
+                 activation: str = "relu", dropout: float = 0.0,
+                 head: AllocationHead | None = None) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(
@@ -55,24 +62,40 @@ class DenseAllocator(nn.Module):
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = h
-        layers.append(nn.Linear(width, self.n_assets))
+        self.head = head if head is not None else SoftmaxHead()
+        layers.append(nn.Linear(width, self.head.n_outputs(self.n_assets)))
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Weights, shape (batch, n_assets), from inputs, shape (batch, n_inputs)."""
-        return torch.softmax(self.body(x), dim=-1)
+        return self.head(self.body(x))
+
+    @property
+    def numpy_ready(self) -> bool:
+        """Whether :meth:`to_numpy` can represent this network (softmax or simplex head
+        without cash); others run through PyTorch for single updates too."""
+        return type(self.head) in (SoftmaxHead, SimplexHead) and not self.head.cash
 
     def to_numpy(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
         """Layers as float64 arrays ``(W, b, activation)``, ``W`` of shape (n_in, n_out).
 
-        The last layer's activation is ``"softmax"``. See :func:`numpy_forward`.
+        The last layer's activation is ``"softmax"`` or ``"sparsemax"`` (the head's; a
+        softmax temperature is folded into the last layer). See :func:`numpy_forward`.
         """
+        if not self.numpy_ready:
+            raise ConfigError(
+                f"head {self.head.name!r} (cash={self.head.cash}) has no NumPy version; "
+                "run the network with PyTorch."
+            )
         linears = [m for m in self.body if isinstance(m, nn.Linear)]
-        acts = [self.activation] * (len(linears) - 1) + ["softmax"]
+        last = "softmax" if isinstance(self.head, SoftmaxHead) else "sparsemax"
+        scale = [1.0] * (len(linears) - 1) + [
+            1.0 / self.head.temperature if isinstance(self.head, SoftmaxHead) else 1.0
+        ]
+        acts = [self.activation] * (len(linears) - 1) + [last]
         return [
-            (m.weight.detach().double().numpy().T.copy(),
-             m.bias.detach().double().numpy().copy(), a)
-            for m, a in zip(linears, acts, strict=True)
+            (m.weight.detach().double().numpy().T * c, m.bias.detach().double().numpy() * c, a)
+            for m, a, c in zip(linears, acts, scale, strict=True)
         ]
 
     def config(self) -> dict[str, Any]:
@@ -91,11 +114,23 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _sparsemax(z: np.ndarray) -> np.ndarray:
+    # Euclidean projection onto the simplex: w = max(z - tau, 0), tau from the sorted scores.
+    s = -np.sort(-z, axis=-1)
+    k = np.arange(1, z.shape[-1] + 1)
+    cums = np.cumsum(s, axis=-1) - 1.0
+    support = (s - cums / k) > 0
+    n_free = support.sum(axis=-1, keepdims=True)
+    tau = np.take_along_axis(cums, n_free - 1, axis=-1) / n_free
+    return np.maximum(z - tau, 0.0)
+
+
 _NUMPY_ACTIVATIONS = {
     "relu": lambda z: np.maximum(z, 0.0),
     "tanh": np.tanh,
     "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),
     "softmax": _softmax,
+    "sparsemax": _sparsemax,
 }
 
 

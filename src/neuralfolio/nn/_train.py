@@ -1,21 +1,25 @@
-"""Training loop: Adam, an imitation loss, chronological early stopping, a progress bar."""
+"""Training loop: any loss, optimizer and schedule, chronological early stopping, a progress bar."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from neuralfolio.errors import ConfigError, ModelError
 from neuralfolio.nn._config import LOSS_NAMES, TrainConfig
 from neuralfolio.nn._losses import LOSSES as LOSS_CLASSES
-from neuralfolio.nn._losses import Loss
+from neuralfolio.nn._losses import Loss, MaxDrawdown, Turnover
 
-__all__ = ["LOSSES", "TrainHistory", "train_network"]
+__all__ = ["LOSSES", "TrainHistory", "resolve_device", "train_network"]
 
 
 def _imitation(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -25,89 +29,249 @@ def _imitation(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tenso
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     name: _imitation(LOSS_CLASSES[name]()) for name in LOSS_NAMES
 }
-"""Imitation losses ``fn(weights, labels)``, both shape (batch, n_assets), as the trainer
-calls them; each is the :mod:`neuralfolio.nn._losses` class of the same name."""
+"""Imitation losses ``fn(weights, labels)``, both shape (batch, n_assets); each is the
+:mod:`neuralfolio.nn._losses` class of the same name."""
 
 
 @dataclass
 class TrainHistory:
-    """Loss per epoch and the epoch whose parameters were kept."""
+    """Loss and learning rate per epoch, and the epoch whose parameters were kept."""
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    loss: str = ""
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainHistory:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
 
-def _val_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn) -> float:
-    model.eval()
-    with torch.no_grad():
-        return float(loss_fn(model(x), y))
+    def plot(self, path: str | Path) -> Path:
+        """Save the training and validation loss curves (PNG), the kept epoch marked.
+
+        Returns
+        -------
+        Path
+        """
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        if not self.train_loss:
+            raise ModelError("The history is empty: train the model before plotting it.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+        epochs = np.arange(1, len(self.train_loss) + 1)
+        ax.plot(epochs, self.train_loss, label="training")
+        ax.plot(epochs, self.val_loss, label="validation")
+        if self.best_epoch >= 0:
+            ax.axvline(self.best_epoch + 1, color="grey", linestyle=":", label="kept epoch")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(self.loss or "loss")
+        if min(self.train_loss + self.val_loss) > 0:
+            ax.set_yscale("log")
+        ax.legend(frameon=False)
+        ax.set_title("training history")
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: CUDA when PyTorch sees a GPU, else the CPU; ``"cuda"`` without one fails."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "device='cuda' but PyTorch sees no GPU (this build or machine has no CUDA); "
+            "use device='auto' or 'cpu'."
+        )
+    return torch.device(name)
+
+
+def _needs_order(loss: Loss, returns: np.ndarray | None) -> bool:
+    # Turnover compares consecutive rows; a drawdown over 2-D returns compounds the rows.
+    return any(
+        isinstance(t, Turnover) or (isinstance(t, MaxDrawdown) and returns is not None
+                                    and returns.ndim == 2)
+        for _, t in loss.terms
+    )
+
+
+def _batches(n: int, size: int, ordered: bool, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches; a last batch of one row is dropped (no spread to measure in it)."""
+    if ordered:
+        # Runs of consecutive dates, cut from a random offset, visited in random order.
+        offset = int(torch.randint(0, size, (1,), generator=gen)) if n > size else 0
+        starts = sorted({0, *range(offset, n, size)})
+        for i in torch.randperm(len(starts), generator=gen).tolist():
+            lo, hi = starts[i], (starts + [n])[i + 1]
+            if hi - lo >= 2 or n < 2:
+                yield torch.arange(lo, hi)
+        return
+    order = torch.randperm(n, generator=gen)
+    for lo in range(0, n, size):
+        idx = order[lo : lo + size]
+        if len(idx) >= 2 or n < 2:
+            yield idx
+
+
+@contextlib.contextmanager
+def _deterministic(on: bool) -> Iterator[None]:
+    if not on:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if c.optimizer == "adam":
+        return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+    if c.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=c.lr, momentum=c.momentum,
+                                   weight_decay=c.weight_decay)
+    return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+
+def _scheduler(opt: torch.optim.Optimizer, c: TrainConfig) -> Any:
+    if c.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=c.max_epochs)
+    if c.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=max(1, c.max_epochs // 3),
+                                               gamma=0.1)
+    if c.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5,
+                                                          patience=max(1, c.patience // 2))
+    return None
+
+
+def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    return sum(p.abs().sum() for p in model.parameters() if p.ndim >= 2)
 
 
 def train_network(
     model: torch.nn.Module,
     x_train: np.ndarray,
-    y_train: np.ndarray,
+    y_train: np.ndarray | None,
     x_val: np.ndarray,
-    y_val: np.ndarray,
+    y_val: np.ndarray | None,
     config: TrainConfig,
     *,
+    r_train: np.ndarray | None = None,
+    r_val: np.ndarray | None = None,
     progress: bool = False,
     description: str = "training",
 ) -> TrainHistory:
-    """Fit ``model`` in place with Adam and early stopping on the validation loss.
+    """Fit ``model`` in place, stopping early on the validation loss.
 
     Parameters
     ----------
     model : torch.nn.Module
         Maps (batch, n_inputs) to weights (batch, n_assets).
-    x_train, y_train : ndarray, shapes (n_train, n_inputs) and (n_train, n_assets)
-    x_val, y_val : ndarray, shapes (n_val, n_inputs) and (n_val, n_assets)
-        Chronologically after the training rows.
+    x_train, x_val : ndarray, shapes (n_train, n_inputs) and (n_val, n_inputs)
+        Scaled inputs; validation rows come chronologically after the training rows.
+    y_train, y_val : ndarray, shape (n_train or n_val, n_assets), or None
+        Label weights, for imitation losses.
     config : TrainConfig
+        Loss, optimizer, schedule, penalties, batches, stopping and device.
+    r_train, r_val : ndarray, shape (n, n_assets) or (n, horizon, n_assets), optional
+        Asset returns realized after each decision, for outcome losses.
     progress : bool
         Show a rich progress bar.
+    description : str
+        Label of the progress bar.
 
     Returns
     -------
     TrainHistory
-        The model is left with the parameters of the best validation epoch.
+        The model is left on the CPU, in evaluation mode, with the parameters of the best
+        validation epoch.
+
+    Raises
+    ------
+    ConfigError
+        The loss needs labels or returns that were not given.
+    ModelError
+        The loss became NaN or infinite (diverged).
     """
-    loss_fn = LOSSES[config.loss]
+    loss_fn = config.loss_fn()
+    available = {name for name, a in (("target", y_train), ("returns", r_train)) if a is not None}
+    loss_fn.check(available)
+    device = resolve_device(config.device)
     gen = torch.Generator().manual_seed(config.seed)
-    xt, yt, xv, yv = (
-        torch.tensor(np.asarray(a), dtype=torch.float32) for a in (x_train, y_train, x_val, y_val)
-    )
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    history = TrainHistory()
-    best, best_state, stale = float("inf"), copy.deepcopy(model.state_dict()), 0
+
+    def tensor(a: np.ndarray | None) -> torch.Tensor | None:
+        return None if a is None else torch.tensor(np.asarray(a), dtype=torch.float32,
+                                                   device=device)
+
+    xt, yt, rt, xv, yv, rv = map(tensor, (x_train, y_train, r_train, x_val, y_val, r_val))
+    ordered = config.batch_order == "chronological" or (
+        config.batch_order == "auto" and _needs_order(loss_fn, r_train))
+    model.to(device)
+    opt = _optimizer(model, config)
+    sched = _scheduler(opt, config)
+
+    def evaluate(x, y, r) -> torch.Tensor:
+        value = loss_fn(model(x), target=y, returns=r)
+        return value + config.l1 * _l1_penalty(model) if config.l1 else value
+
+    history = TrainHistory(loss=loss_fn.spec, device=str(device))
+    best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
     n = len(xt)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("val {task.fields[val]:.4g}"), TimeElapsedColumn(),
         disable=not progress, transient=True,
     )
-    with bar:
+    with bar, _deterministic(config.deterministic):
         task = bar.add_task(description, total=config.max_epochs, val=float("nan"))
         for epoch in range(config.max_epochs):
             model.train()
-            order = torch.randperm(n, generator=gen)
-            total = 0.0
-            for lo in range(0, n, config.batch_size):
-                idx = order[lo : lo + config.batch_size]
+            total, seen = 0.0, 0
+            for idx in _batches(n, config.batch_size, ordered, gen):
+                idx = idx.to(device)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(xt[idx]), yt[idx])
+                loss = evaluate(xt[idx], None if yt is None else yt[idx],
+                                None if rt is None else rt[idx])
+                if not torch.isfinite(loss):
+                    raise ModelError(
+                        f"Training diverged: the loss is {float(loss)} at epoch {epoch + 1}. "
+                        "Lower lr, set clip_grad (e.g. 1.0) or check the inputs for extreme "
+                        "values."
+                    )
                 loss.backward()
+                if config.clip_grad:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
                 opt.step()
                 total += float(loss.detach()) * len(idx)
-            val = _val_loss(model, xv, yv, loss_fn)
-            history.train_loss.append(total / n)
+                seen += len(idx)
+            model.eval()
+            with torch.no_grad():
+                val = float(evaluate(xv, yv, rv))
+            history.train_loss.append(total / max(seen, 1))
             history.val_loss.append(val)
+            history.lr.append(opt.param_groups[0]["lr"])
             bar.update(task, advance=1, val=val)
-            if val < best - 1e-7:
+            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                sched.step(val)
+            elif sched is not None:
+                sched.step()
+            if val < best and (best == math.inf or best - val > 1e-9 * max(1.0, abs(best))):
                 best, best_state, stale = val, copy.deepcopy(model.state_dict()), 0
                 history.best_epoch = epoch
             else:
@@ -115,5 +279,6 @@ def train_network(
                 if stale >= config.patience:
                     break
     model.load_state_dict(best_state)
+    model.to("cpu")
     model.eval()
     return history

@@ -180,7 +180,8 @@ def scenario_labels(
 
 
 def scenario_training_set(
-    returns: np.ndarray, n_scenarios: int, *, window: int = 126, **kwargs
+    returns: np.ndarray, n_scenarios: int, *, window: int = 126, unconstrained: bool = True,
+    **kwargs
 ) -> tuple[np.ndarray, np.ndarray]:
     """Scenarios as rows ready for the trainer: risk inputs and their optimal weights.
 
@@ -190,14 +191,16 @@ def scenario_training_set(
         Training-period returns only.
     n_scenarios, window, kwargs
         As in :func:`scenario_labels`.
+    unconstrained : bool
+        Append the unconstrained minimum-variance weights, as ``FeatureSpec.unconstrained``.
 
     Returns
     -------
-    features : ndarray, shape (n_scenarios, n_assets + n_assets * (n_assets - 1) / 2)
+    features : ndarray, shape (n_scenarios, n_features)
         :func:`neuralfolio.features.covariance_features` of each scenario (unscaled).
     weights : ndarray, shape (n_scenarios, n_assets)
     """
     from neuralfolio.features import covariance_features
 
     covs, weights = scenario_labels(returns, n_scenarios, window=window, **kwargs)
-    return covariance_features(covs), weights
+    return covariance_features(covs, unconstrained), weights
