@@ -118,7 +118,7 @@ def covariance_features(covariances: np.ndarray, unconstrained: bool = True) -> 
     corr = covariances[..., rows, cols] / (vol[..., rows] * vol[..., cols])
     parts = [log_vol, corr]
     if unconstrained:
-        ones = np.ones(covariances.shape[:-1] + (1,))
+        ones = np.ones((*covariances.shape[:-1], 1))
         u = np.linalg.solve(covariances, ones)[..., 0]
         parts.append(u / u.sum(axis=-1, keepdims=True))
     return np.concatenate(parts, axis=-1)

@@ -14,9 +14,6 @@ from neuralfolio.nn._config import LOSS_NAMES, MODEL_NAMES, TrainConfig
 if TYPE_CHECKING:
     from neuralfolio.nn._allocator import NeuralAllocator
     from neuralfolio.nn._attention import AssetAttentionAllocator
-    from neuralfolio.nn._models import build_network
-    from neuralfolio.nn._sequence import RecurrentAllocator, TCNAllocator
-    from neuralfolio.nn._skfolio import NeuralOptimization
     from neuralfolio.nn._heads import (
         HEADS,
         AllocationHead,
@@ -27,30 +24,33 @@ if TYPE_CHECKING:
         make_head,
     )
     from neuralfolio.nn._losses import Loss, parse_loss
+    from neuralfolio.nn._models import build_network
     from neuralfolio.nn._network import ACTIVATIONS, DenseAllocator, numpy_forward
+    from neuralfolio.nn._sequence import RecurrentAllocator, TCNAllocator
+    from neuralfolio.nn._skfolio import NeuralOptimization
     from neuralfolio.nn._train import LOSSES, TrainHistory, resolve_device, train_network
 
 __all__ = [
     "ACTIVATIONS",
     "HEADS",
-    "MODEL_NAMES",
-    "AssetAttentionAllocator",
-    "NeuralOptimization",
-    "RecurrentAllocator",
-    "TCNAllocator",
-    "build_network",
     "LOSSES",
     "LOSS_NAMES",
+    "MODEL_NAMES",
     "AllocationHead",
+    "AssetAttentionAllocator",
     "CappedSimplexHead",
     "DenseAllocator",
     "LongShortHead",
     "Loss",
     "NeuralAllocator",
+    "NeuralOptimization",
+    "RecurrentAllocator",
     "SimplexHead",
     "SoftmaxHead",
+    "TCNAllocator",
     "TrainConfig",
     "TrainHistory",
+    "build_network",
     "make_head",
     "numpy_forward",
     "parse_loss",

@@ -140,7 +140,8 @@ class TrainConfig:
         _choice("batch_order", self.batch_order, BATCH_ORDERS)
         _choice("device", self.device, DEVICES)
         if not isinstance(self.loss, str) or not self.loss.strip():
-            raise ConfigError(f"loss must be a text such as 'mse' or 'variance', got {self.loss!r}.")
+            raise ConfigError(
+                f"loss must be a text such as 'mse' or 'variance', got {self.loss!r}.")
         self.loss_fn()  # a ConfigError naming the bad term, before any data is loaded
         if not 0.0 < self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}.")

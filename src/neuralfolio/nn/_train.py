@@ -114,7 +114,7 @@ def _batches(n: int, size: int, ordered: bool, gen: torch.Generator) -> Iterator
         offset = int(torch.randint(0, size, (1,), generator=gen)) if n > size else 0
         starts = sorted({0, *range(offset, n, size)})
         for i in torch.randperm(len(starts), generator=gen).tolist():
-            lo, hi = starts[i], (starts + [n])[i + 1]
+            lo, hi = starts[i], ([*starts, n])[i + 1]
             if hi - lo >= 2 or n < 2:
                 yield torch.arange(lo, hi)
         return
