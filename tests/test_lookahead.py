@@ -25,7 +25,10 @@ def shocked(small_prices):
 
 
 def _policies():
-    return build_policies(RunConfig(window=WINDOW, augment=50, train=FAST))
+    outcome = TrainConfig(hidden=(16,), max_epochs=4, patience=3, batch_size=64, head="simplex",
+                          loss="variance", horizon=5)
+    return build_policies(RunConfig(window=WINDOW, augment=50, train=FAST,
+                                    outcome_train=outcome))
 
 
 def test_labels_before_the_shock_are_unchanged(small_prices, shocked):

@@ -234,54 +234,98 @@ def train(
     source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
     out: Annotated[Path, typer.Option(help="Directory to save the model in.")] = Path(
         "models/latest"),
-    features: Annotated[str, typer.Option(help="Inputs: 'risk' (default) or 'prices' "
-                                               "(the course's).")] = "risk",
+    config: Annotated[Path | None, typer.Option(
+        help="TOML, YAML or JSON file of training settings (TrainConfig keys, optionally "
+             "under [train]); flags given here override it.")] = None,
+    features: Annotated[str, typer.Option(help="Inputs: 'risk' (default), 'prices' (the "
+                                               "course's) or 'returns' (a window).")] = "risk",
     window: WindowOpt = 126,
     start: StartOpt = None,
     end: Annotated[str | None, typer.Option(help="Last training date.")] = None,
     assets: AssetsOpt = None,
-    hidden: Annotated[str, typer.Option(help="Hidden layer widths, e.g. 256,256.")] = "256,256",
-    activation: Annotated[str, typer.Option(help="relu, tanh or sigmoid.")] = "relu",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 100,
-    augment: Annotated[int, typer.Option(help="Synthetic covariance scenarios (risk "
-                                              "inputs only).")] = 20_000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model: Annotated[str | None, typer.Option(
+        help="dense, lstm, gru, rnn, tcn or attention.")] = None,
+    head: Annotated[str | None, typer.Option(
+        help="softmax, simplex, capped or long_short.")] = None,
+    loss: Annotated[str | None, typer.Option(
+        help="e.g. mse, l1, 'mse + 0.1*turnover', or an outcome loss such as variance "
+             "(then no labels are made).")] = None,
+    horizon: Annotated[int | None, typer.Option(
+        help="Days of realized returns per decision for outcome losses.")] = None,
+    hidden: Annotated[str | None, typer.Option(help="Hidden layer widths, e.g. 256,256.")
+                      ] = None,
+    activation: Annotated[str | None, typer.Option(help="relu, tanh or sigmoid.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam, rmsprop or sgd.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    augment: Annotated[int | None, typer.Option(
+        help="Synthetic covariance scenarios (risk inputs and imitation losses; default "
+             "20000 there, else 0).")] = None,
+    objective: Annotated[str, typer.Option(
+        help="Optimizer whose rolling solutions are the labels.")] = "min_variance",
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Save the loss curves to this PNG.")
+                    ] = None,
     max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a network on the optimizer's weights and save it (safetensors + manifest).
+    """Train a network (on the optimizer's weights, or on realized outcomes) and save it.
 
     Example: neuralfolio train gfc --end 2007-12-31 --features prices --out models/gfc
     """
+    from neuralfolio.config import DEFAULT_IMITATION, read_config_file
     from neuralfolio.features import FeatureSpec
     from neuralfolio.nn import NeuralAllocator, TrainConfig
-    from neuralfolio.optimize import min_variance_labels
+    from neuralfolio.optimize import rolling_labels
 
-    try:
-        widths = tuple(int(h) for h in hidden.split(",") if h.strip())
-    except ValueError:
-        raise ConfigError(f"--hidden must be comma-separated integers, got {hidden!r}.") from None
+    file_settings = {}
+    if config is not None:
+        d = read_config_file(config)
+        file_settings = d.get("train", d)
+    course = {"head": "softmax"} if features == "prices" else {}  # the course's network
+    settings: dict = {**DEFAULT_IMITATION, **course, **file_settings}
+    if hidden is not None:
+        try:
+            settings["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
+        except ValueError:
+            raise ConfigError(
+                f"--hidden must be comma-separated integers, got {hidden!r}.") from None
+    flags = {"model": model, "head": head, "loss": loss, "horizon": horizon,
+             "activation": activation, "optimizer": optimizer, "lr": lr, "max_epochs": epochs,
+             "seed": seed}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    cfg = TrainConfig.from_dict(settings)
+    spec = FeatureSpec(features, window)
+    imitation = "target" in cfg.loss_fn().needs
+    if augment is None:
+        augment = 20_000 if features == "risk" and imitation else 0
     prices = _load(source, start, end, assets, max_fill)
-    ls = min_variance_labels(prices, window=window, cache_dir=cache_dir() / "labels")
-    cfg = TrainConfig(hidden=widths, activation=activation, max_epochs=epochs, seed=seed)
-    model = NeuralAllocator(FeatureSpec(features, window), cfg,
-                            augment=augment if features == "risk" else 0)
+    labels = None
+    if imitation:
+        labels = rolling_labels(prices, objective=objective, window=window,
+                                cache_dir=cache_dir() / "labels").weights
+    nn_model = NeuralAllocator(spec, cfg, augment=augment)
     t0 = time.perf_counter()
-    model.fit(prices, ls.weights, progress=not json_out)
+    nn_model.fit(prices, labels, progress=not json_out)
     seconds = time.perf_counter() - t0
-    model.save(out)
-    h = model.history_
-    info = {"model": str(out), "features": features, "training_period": model.training_period_,
+    nn_model.save(out)
+    h = nn_model.history_
+    if plot is not None:
+        h.plot(plot)
+    info = {"model": str(out), "network": cfg.model, "head": cfg.head, "loss": h.loss,
+            "features": features, "training_period": nn_model.training_period_,
             "epochs": len(h.train_loss), "best_epoch": h.best_epoch,
             "train_loss": h.train_loss[h.best_epoch], "val_loss": h.val_loss[h.best_epoch],
-            "seconds": seconds}
+            "seconds": seconds, "device": h.device}
     if json_out:
         _print_json(info)
         return
     console.print(
-        f"Trained on {info['training_period'][0]} .. {info['training_period'][1]} "
-        f"({features} inputs) in {seconds:.1f}s; best epoch {h.best_epoch + 1} of "
-        f"{len(h.train_loss)}, validation loss {info['val_loss']:.4g}. Saved to {out}/"
+        f"Trained a {cfg.model} network ({cfg.head} head, loss {h.loss}) on "
+        f"{info['training_period'][0]} .. {info['training_period'][1]} ({features} inputs) in "
+        f"{seconds:.1f}s on {h.device}; best epoch {h.best_epoch + 1} of {len(h.train_loss)}, "
+        f"validation loss {info['val_loss']:.4g}. Saved to {out}/"
+        + (f"; loss curves in {plot}" if plot else "")
     )
 
 
@@ -388,7 +432,9 @@ def _run(config: RunConfig, out: Path, json_out: bool, title: str):
 def backtest(
     source: Annotated[str | None, typer.Argument(help="Data set name or CSV/Parquet path "
                                                       "(overrides the config's).")] = None,
-    config: Annotated[Path | None, typer.Option(help="TOML or JSON run config.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="TOML, YAML or JSON run config (RunConfig keys; [train] and [outcome_train] "
+             "hold the networks' settings).")] = None,
     test_start: Annotated[str | None, typer.Option(help="First out-of-sample date.")] = None,
     test_end: Annotated[str | None, typer.Option(help="Last out-of-sample date.")] = None,
     retrain_every: Annotated[int | None, typer.Option(help="Trading days between "
@@ -416,7 +462,7 @@ def backtest(
     cfg = RunConfig.from_dict({**cfg.to_dict(),
                                **{k: v for k, v in overrides.items() if v is not None}})
     if seed is not None:
-        cfg.train.seed = seed
+        cfg.train.seed = cfg.outcome_train.seed = seed
     _run(cfg, out, json_out, f"Walk-forward on {cfg.data}, out of sample from {cfg.test_start}")
 
 
@@ -431,7 +477,7 @@ def demo(
     Example: neuralfolio demo --out runs/demo
     """
     cfg = RunConfig(data="sp500", test_start="2011-01-01", test_end="2022-12-31")
-    cfg.train.seed = seed
+    cfg.train.seed = cfg.outcome_train.seed = seed
     if not json_out:
         console.print(
             "[bold]neuralfolio demo[/]: 20 S&P 500 stocks; train on 1990-2010, then decide "

@@ -12,11 +12,26 @@ from typing import Any
 from neuralfolio.errors import ConfigError
 from neuralfolio.nn._config import TrainConfig
 
-__all__ = ["POLICY_NAMES", "RunConfig", "cache_dir"]
+__all__ = [
+    "DEFAULT_IMITATION",
+    "DEFAULT_OUTCOME",
+    "POLICY_NAMES",
+    "RunConfig",
+    "cache_dir",
+    "read_config_file",
+]
+
+DEFAULT_IMITATION: dict[str, Any] = {"head": "simplex"}
+"""Settings of the imitation network of a run that differ from :class:`TrainConfig`'s."""
+
+DEFAULT_OUTCOME: dict[str, Any] = {"head": "simplex", "loss": "variance", "horizon": 21}
+"""Settings of the outcome-trained network of a run that differ from :class:`TrainConfig`'s."""
 
 POLICY_NAMES: dict[str, str] = {
     "network": "Neural network on risk inputs (default features), re-trained periodically",
     "network_prices": "Neural network on today's prices (the course's formulation)",
+    "network_outcome": "Neural network trained on realized returns only (minimum realized "
+                       "variance, no labels), re-trained periodically",
     "optimizer_daily": "Minimum-variance optimizer re-solved every day (what the network imitates)",
     "optimizer_at_retrain": "Minimum-variance optimizer re-solved only at re-training dates",
     "equal_weight": "1/N, rebalanced daily",
@@ -58,6 +73,10 @@ class RunConfig:
     policies : list of str
         Names from :data:`POLICY_NAMES`.
     train : TrainConfig
+        The imitation network's (``network``); ``network_prices`` uses it too.
+    outcome_train : TrainConfig
+        The outcome-trained network's (``network_outcome``): by default it minimizes the
+        variance of the returns realized over the ``horizon`` days after each decision.
     """
 
     data: str = "sp500"
@@ -72,11 +91,14 @@ class RunConfig:
     augment: int = 20_000
     fine_tune: bool = True
     policies: list[str] = field(default_factory=lambda: list(POLICY_NAMES))
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_IMITATION))
+    outcome_train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_OUTCOME))
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):
-            self.train = TrainConfig.from_dict(self.train)
+            self.train = TrainConfig.from_dict({**DEFAULT_IMITATION, **self.train})
+        if isinstance(self.outcome_train, dict):
+            self.outcome_train = TrainConfig.from_dict({**DEFAULT_OUTCOME, **self.outcome_train})
         unknown = [p for p in self.policies if p not in POLICY_NAMES]
         if unknown:
             raise ConfigError(
@@ -93,6 +115,7 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["train"] = self.train.to_dict()
+        d["outcome_train"] = self.outcome_train.to_dict()
         return d
 
     @classmethod
@@ -105,22 +128,44 @@ class RunConfig:
             )
         try:
             return cls(**d)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"Invalid config: {exc}") from exc
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:
-        """Read a TOML or JSON config file (keys as in :meth:`to_dict`)."""
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"Config file not found: {path}.")
-        try:
-            if path.suffix == ".toml":
-                d = tomllib.loads(path.read_text())
-            elif path.suffix == ".json":
-                d = json.loads(path.read_text())
-            else:
-                raise ConfigError(f"{path}: config files are .toml or .json, not {path.suffix!r}.")
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
-        return cls.from_dict(d)
+        """Read a TOML, YAML or JSON config file (keys as in :meth:`to_dict`)."""
+        return cls.from_dict(read_config_file(path))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file.
+
+    Raises
+    ------
+    ConfigError
+        Missing file, unknown suffix, a syntax error (with the parser's location) or a
+        document that is not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"Config file not found: {path}.")
+    kind = {".toml": "TOML", ".json": "JSON", ".yaml": "YAML", ".yml": "YAML"}.get(path.suffix)
+    if kind is None:
+        raise ConfigError(
+            f"{path}: config files are .toml, .yaml/.yml or .json, not {path.suffix!r}.")
+    text = path.read_text()
+    try:
+        if kind == "TOML":
+            d = tomllib.loads(text)
+        elif kind == "JSON":
+            d = json.loads(text)
+        else:
+            d = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from exc
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: the {kind} document must be a mapping of settings, "
+                          f"got {type(d).__name__}.")
+    return d

@@ -200,12 +200,17 @@ class Standardizer:
         Constant inputs get scale 1 so they map to zero instead of dividing by zero.
     """
 
-    def fit(self, x: np.ndarray) -> Standardizer:
-        """Learn mean and scale from ``x``, shape (n_obs, n_features)."""
+    def fit(self, x: np.ndarray, passthrough: int = 0) -> Standardizer:
+        """Learn mean and scale from ``x``, shape (n_obs, n_features).
+
+        The last ``passthrough`` columns are left as they are (mean 0, scale 1).
+        """
         x = np.asarray(x, dtype=np.float64)
         self.mean_ = x.mean(axis=0)
         scale = x.std(axis=0)
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        if passthrough:
+            self.mean_[-passthrough:], self.scale_[-passthrough:] = 0.0, 1.0
         return self
 
     def transform(self, x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from neuralfolio.backtest import BacktestResult, walk_forward
 from neuralfolio.config import RunConfig, cache_dir
 from neuralfolio.data import load_prices
 from neuralfolio.features import FeatureSpec
-from neuralfolio.nn import NeuralAllocator
+from neuralfolio.nn import NeuralAllocator, TrainConfig
 from neuralfolio.optimize import min_variance_labels
 from neuralfolio.policies import EqualWeight, MinVariancePolicy, NeuralPolicy, Policy
 
@@ -33,7 +33,11 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
             fine_tune=config.fine_tune, progress=progress,
         ),
         "network_prices": lambda: NeuralPolicy(
-            NeuralAllocator(FeatureSpec("prices", w), config.train),
+            NeuralAllocator(FeatureSpec("prices", w), _course(config.train)),
+            fine_tune=config.fine_tune, progress=progress,
+        ),
+        "network_outcome": lambda: NeuralPolicy(
+            NeuralAllocator(FeatureSpec("risk", w), config.outcome_train),
             fine_tune=config.fine_tune, progress=progress,
         ),
         "optimizer_daily": lambda: MinVariancePolicy(w, "daily"),
@@ -41,6 +45,11 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
         "equal_weight": EqualWeight,
     }
     return {name: makers[name]() for name in config.policies}
+
+
+def _course(train: TrainConfig) -> TrainConfig:
+    # The course's network has a softmax output: keep it whatever head the risk network uses.
+    return replace(train, head="softmax", head_options={}) if train.model == "dense" else train
 
 
 def run_backtest(

@@ -194,8 +194,6 @@ class NeuralPolicy(_Base):
         Show the training progress bar.
     """
 
-    needs_labels = True
-
     def __init__(self, allocator: NeuralAllocator, *, fine_tune: bool = True,
                  refit_augment: int | None = None, progress: bool = False) -> None:
         self.allocator = allocator
@@ -204,12 +202,17 @@ class NeuralPolicy(_Base):
                               else int(refit_augment))
         self.progress = progress
         self.lookback = allocator.features.lookback
+        # Outcome-trained networks (e.g. loss "variance") learn from realized returns only.
+        self.needs_labels = "target" in allocator.train.loss_fn().needs
 
     def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> NeuralPolicy:
-        if labels is None:
-            raise ConfigError("NeuralPolicy.fit needs label weights to imitate.")
+        if labels is None and self.needs_labels:
+            raise ConfigError(
+                f"NeuralPolicy.fit: the loss {self.allocator.train.loss!r} imitates label "
+                "weights; pass labels, or use an outcome loss such as 'variance'.")
         refit = self.fine_tune and hasattr(self.allocator, "network_")
-        self.allocator.fit(prices, labels, warm_start=self.fine_tune,
+        self.allocator.fit(prices, labels if self.needs_labels else None,
+                           warm_start=self.fine_tune,
                            augment=self.refit_augment if refit else None,
                            progress=self.progress)
         return self

@@ -16,7 +16,10 @@ FAST = TrainConfig(hidden=(16,), max_epochs=8, patience=3, batch_size=64)
 
 
 def _policies():
-    return build_policies(RunConfig(window=WINDOW, augment=100, train=FAST))
+    outcome = TrainConfig(hidden=(16,), max_epochs=4, patience=3, batch_size=64, head="simplex",
+                          loss="variance", horizon=5)
+    return build_policies(RunConfig(window=WINDOW, augment=100, train=FAST,
+                                    outcome_train=outcome))
 
 
 @pytest.fixture(scope="module")

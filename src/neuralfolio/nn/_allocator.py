@@ -227,7 +227,9 @@ class NeuralAllocator:
             self.assets_ = [str(c) for c in prices.columns]
             torch.manual_seed(self.train.seed)
             net = build_network(self.train, self.features, x.shape[1], len(self.assets_))
-            self.scaler_ = Standardizer().fit(x_train) if net.scale_inputs else None
+            keep = len(self.assets_) if getattr(net, "prior", False) else 0
+            self.scaler_ = (Standardizer().fit(x_train, passthrough=keep)
+                            if net.scale_inputs else None)
         self.history_: TrainHistory = train_network(
             net, self._scale(x_train), y_train, self._scale(x[-n_val:]),
             None if y is None else y[-n_val:], self.train,
@@ -250,7 +252,7 @@ class NeuralAllocator:
             raise ModelError("This NeuralAllocator is not fitted; call fit() or load() first.")
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        xs = torch.as_tensor(self._scale(x), dtype=torch.float32)
+        xs = torch.tensor(self._scale(x), dtype=torch.float32)
         with torch.no_grad():
             return self.network_(xs).double().numpy()
 
@@ -295,11 +297,11 @@ class NeuralAllocator:
             raise DataError(
                 f"history has {len(history)} rows; these inputs need {self.features.lookback}."
             )
-        x = self._scale(latest_features(history, self.features))
+        raw = latest_features(history, self.features)
         net = self.network_
         if isinstance(net, DenseAllocator) and net.numpy_ready:
-            return numpy_forward(self._layers(), x)
-        return self._forward(x[None, :])[0]
+            return numpy_forward(self._layers(), self._scale(raw), **net.numpy_prior())
+        return self._forward(raw[None, :])[0]
 
     def _layers(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
         # NumPy copy of the network for single updates: no framework overhead per call.

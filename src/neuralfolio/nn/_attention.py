@@ -104,6 +104,9 @@ class AssetAttentionAllocator(nn.Module):
     unconstrained : bool
         Whether the ``risk`` inputs end with the unconstrained minimum-variance weights
         (``FeatureSpec.unconstrained``).
+    prior : bool
+        With ``unconstrained`` inputs, score each asset as its unconstrained weight plus a
+        learned correction (the score layer starts at zero).
     head : AllocationHead, optional
         Softmax by default. Per-asset caps given as a list fix the number of assets; give
         one number to keep the model size-free. With ``cash`` the cash score comes from
@@ -122,7 +125,7 @@ class AssetAttentionAllocator(nn.Module):
     scale_inputs = False
 
     def __init__(self, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
-                 dropout: float = 0.0, unconstrained: bool = True,
+                 dropout: float = 0.0, unconstrained: bool = True, prior: bool = True,
                  head: AllocationHead | None = None) -> None:
         super().__init__()
         if d_model < 1 or n_heads < 1 or n_layers < 1:
@@ -139,6 +142,7 @@ class AssetAttentionAllocator(nn.Module):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}.")
         self.d_model, self.n_heads, self.n_layers = int(d_model), int(n_heads), int(n_layers)
         self.dropout, self.unconstrained = float(dropout), bool(unconstrained)
+        self.prior = bool(prior) and self.unconstrained
         self.head = head if head is not None else SoftmaxHead()
         n_token = 3 + self.unconstrained
         self.embed = nn.Sequential(nn.Linear(n_token, d_model), nn.GELU(),
@@ -146,6 +150,9 @@ class AssetAttentionAllocator(nn.Module):
         self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.score = nn.Linear(d_model, 1)
+        if self.prior:
+            nn.init.zeros_(self.score.weight)
+            nn.init.zeros_(self.score.bias)
         self.cash_score = nn.Linear(d_model, 1) if self.head.cash else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,6 +169,8 @@ class AssetAttentionAllocator(nn.Module):
             h = block(h, corr)
         h = self.norm(h)
         z = self.score(h).squeeze(-1)
+        if self.prior:
+            z = z + u
         if self.cash_score is not None:
             z = torch.cat([z, self.cash_score(h.mean(dim=1))], dim=-1)
         return self.head(z)
@@ -174,4 +183,5 @@ class AssetAttentionAllocator(nn.Module):
             "n_layers": self.n_layers,
             "dropout": self.dropout,
             "unconstrained": self.unconstrained,
+            "prior": self.prior,
         }

@@ -131,7 +131,14 @@ class TrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
+        try:
+            self.hidden = tuple(int(h) for h in self.hidden)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"hidden must be a list of layer widths such as [256, 256], got {self.hidden!r}."
+            ) from None
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"hidden layer widths must be >= 1, got {list(self.hidden)}.")
         self.model_options = dict(self.model_options)
         self.head_options = dict(self.head_options)
         _choice("model", self.model, MODEL_NAMES)
@@ -179,5 +186,5 @@ class TrainConfig:
             )
         try:
             return cls(**d)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise ConfigError(f"Invalid train settings: {exc}") from exc

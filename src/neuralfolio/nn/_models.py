@@ -56,9 +56,11 @@ def build_network(config: TrainConfig, features: FeatureSpec, n_inputs: int,
         )
     try:
         if name == "dense":
+            # Residual on the unconstrained weights whenever the inputs carry them.
+            prior = opts.pop("prior", features.kind == "risk" and features.unconstrained)
             _no_options(name, opts)
             return DenseAllocator(n_inputs, n_assets, config.hidden, config.activation,
-                                  config.dropout, head=head)
+                                  config.dropout, head=head, prior=bool(prior))
         if name == "tcn":
             return TCNAllocator(n_inputs, n_assets, features.window, head=head,
                                 dropout=config.dropout, **opts)
@@ -76,8 +78,8 @@ def build_network(config: TrainConfig, features: FeatureSpec, n_inputs: int,
 def _no_options(name: str, opts: dict[str, Any]) -> None:
     if opts:
         raise ConfigError(
-            f"model {name!r} takes no model_options (got {sorted(opts)}); set hidden, "
-            "activation and dropout directly."
+            f"model {name!r} takes only the model_option 'prior' (got {sorted(opts)}); set "
+            "hidden, activation and dropout directly."
         )
 
 

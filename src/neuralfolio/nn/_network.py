@@ -30,6 +30,11 @@ class DenseAllocator(nn.Module):
         Dropout after each hidden activation (training only).
     head : AllocationHead, optional
         Raw outputs to weights (:mod:`neuralfolio.nn._heads`); a plain softmax by default.
+    prior : bool
+        Residual allocation: the last ``n_assets`` inputs are prior scores (the
+        unconstrained minimum-variance weights of ``risk`` inputs, left unscaled) and the
+        network learns a correction, ``head(prior + body(x))``. The last layer starts at
+        zero, so an untrained network returns ``head(prior)``.
 
     Notes
     -----
@@ -42,7 +47,7 @@ class DenseAllocator(nn.Module):
 
     def __init__(self, n_inputs: int, n_assets: int, hidden: tuple[int, ...] = (256, 256),
                  activation: str = "relu", dropout: float = 0.0,
-                 head: AllocationHead | None = None) -> None:
+                 head: AllocationHead | None = None, prior: bool = False) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(
@@ -63,12 +68,26 @@ class DenseAllocator(nn.Module):
                 layers.append(nn.Dropout(dropout))
             width = h
         self.head = head if head is not None else SoftmaxHead()
-        layers.append(nn.Linear(width, self.head.n_outputs(self.n_assets)))
+        self.prior = bool(prior)
+        if self.prior and self.n_inputs < self.n_assets:
+            raise ConfigError(
+                f"prior=True reads the last {self.n_assets} inputs as prior scores but there are "
+                f"only {self.n_inputs}; use risk inputs with unconstrained=True."
+            )
+        last = nn.Linear(width, self.head.n_outputs(self.n_assets))
+        if self.prior:
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Weights, shape (batch, n_assets), from inputs, shape (batch, n_inputs)."""
-        return self.head(self.body(x))
+        z = self.body(x)
+        if self.prior:
+            n = self.n_assets
+            z = torch.cat([z[..., :n] + x[..., -n:], z[..., n:]], dim=-1)
+        return self.head(z)
 
     @property
     def numpy_ready(self) -> bool:
@@ -80,7 +99,8 @@ class DenseAllocator(nn.Module):
         """Layers as float64 arrays ``(W, b, activation)``, ``W`` of shape (n_in, n_out).
 
         The last layer's activation is ``"softmax"`` or ``"sparsemax"`` (the head's; a
-        softmax temperature is folded into the last layer). See :func:`numpy_forward`.
+        softmax temperature is folded into the last layer). See :func:`numpy_forward` and
+        :meth:`numpy_prior`.
         """
         if not self.numpy_ready:
             raise ConfigError(
@@ -98,6 +118,13 @@ class DenseAllocator(nn.Module):
             for m, a, c in zip(linears, acts, scale, strict=True)
         ]
 
+    def numpy_prior(self) -> dict[str, Any]:
+        """The ``prior`` and ``prior_scale`` arguments of :func:`numpy_forward`."""
+        if not self.prior:
+            return {"prior": 0, "prior_scale": 1.0}
+        t = self.head.temperature if isinstance(self.head, SoftmaxHead) else 1.0
+        return {"prior": self.n_assets, "prior_scale": 1.0 / t}
+
     def config(self) -> dict[str, Any]:
         """Constructor arguments, enough to rebuild the architecture."""
         return {
@@ -106,6 +133,7 @@ class DenseAllocator(nn.Module):
             "hidden": list(self.hidden),
             "activation": self.activation,
             "dropout": self.dropout,
+            "prior": self.prior,
         }
 
 
@@ -134,19 +162,27 @@ _NUMPY_ACTIVATIONS = {
 }
 
 
-def numpy_forward(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray) -> np.ndarray:
+def numpy_forward(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray,
+                  prior: int = 0, prior_scale: float = 1.0) -> np.ndarray:
     """Evaluate :meth:`DenseAllocator.to_numpy` layers in float64, without torch.
 
     Parameters
     ----------
     layers : list of (W, b, activation)
     x : ndarray, shape (..., n_inputs)
+    prior : int
+        Add the last ``prior`` inputs, times ``prior_scale``, to the last layer's scores
+        before its activation (a network built with ``prior=True``: ``prior=n_assets``
+        and ``prior_scale=1/temperature``).
 
     Returns
     -------
     ndarray, shape (..., n_assets)
     """
     h = x
-    for w, b, act in layers:
-        h = _NUMPY_ACTIVATIONS[act](h @ w + b)
+    for i, (w, b, act) in enumerate(layers):
+        z = h @ w + b
+        if prior and i == len(layers) - 1:
+            z = z + prior_scale * x[..., -prior:]
+        h = _NUMPY_ACTIVATIONS[act](z)
     return h

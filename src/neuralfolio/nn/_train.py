@@ -107,22 +107,31 @@ def _needs_order(loss: Loss, returns: np.ndarray | None) -> bool:
     )
 
 
-def _batches(n: int, size: int, ordered: bool, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches; a last batch of one row is dropped (no spread to measure in it)."""
+def _batches(n: int, size: int, ordered: bool, gen: torch.Generator,
+             min_rows: int = 1) -> Iterator[torch.Tensor]:
+    """Index batches; batches shorter than ``min_rows`` are dropped (a loss measured across
+    the batch needs at least two rows)."""
     if ordered:
         # Runs of consecutive dates, cut from a random offset, visited in random order.
         offset = int(torch.randint(0, size, (1,), generator=gen)) if n > size else 0
         starts = sorted({0, *range(offset, n, size)})
         for i in torch.randperm(len(starts), generator=gen).tolist():
-            lo, hi = starts[i], ([*starts, n])[i + 1]
-            if hi - lo >= 2 or n < 2:
+            lo, hi = starts[i], [*starts, n][i + 1]
+            if hi - lo >= min_rows:
                 yield torch.arange(lo, hi)
         return
     order = torch.randperm(n, generator=gen)
     for lo in range(0, n, size):
         idx = order[lo : lo + size]
-        if len(idx) >= 2 or n < 2:
+        if len(idx) >= min_rows:
             yield idx
+
+
+def _min_rows(loss: Loss, returns: np.ndarray | None) -> int:
+    # Statistics across the batch (2-D returns) and turnover need two rows.
+    series = returns is not None and returns.ndim == 2
+    return 2 if any(isinstance(t, Turnover) or (series and "returns" in t.needs)
+                    for _, t in loss.terms) else 1
 
 
 @contextlib.contextmanager
@@ -162,6 +171,14 @@ def _scheduler(opt: torch.optim.Optimizer, c: TrainConfig) -> Any:
 
 def _l1_penalty(model: torch.nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters() if p.ndim >= 2)
+
+
+def _check_finite(value: float, epoch: int, where: str) -> None:
+    if not math.isfinite(value):
+        raise ModelError(
+            f"Training diverged: the {where} loss is {value} at epoch {epoch + 1}. Lower lr, "
+            "set clip_grad (e.g. 1.0) or check the inputs for extreme values."
+        )
 
 
 def train_network(
@@ -222,6 +239,13 @@ def train_network(
     xt, yt, rt, xv, yv, rv = map(tensor, (x_train, y_train, r_train, x_val, y_val, r_val))
     ordered = config.batch_order == "chronological" or (
         config.batch_order == "auto" and _needs_order(loss_fn, r_train))
+    min_rows = _min_rows(loss_fn, r_train)
+    if min_rows > config.batch_size:
+        raise ConfigError(
+            f"The loss {loss_fn.spec!r} is measured across the rows of a batch and needs "
+            f"batch_size >= {min_rows}, got {config.batch_size}."
+        )
+    torch.manual_seed(config.seed)  # dropout draws from the global generator
     model.to(device)
     opt = _optimizer(model, config)
     sched = _scheduler(opt, config)
@@ -243,17 +267,12 @@ def train_network(
         for epoch in range(config.max_epochs):
             model.train()
             total, seen = 0.0, 0
-            for idx in _batches(n, config.batch_size, ordered, gen):
+            for idx in _batches(n, config.batch_size, ordered, gen, min_rows):
                 idx = idx.to(device)
                 opt.zero_grad(set_to_none=True)
                 loss = evaluate(xt[idx], None if yt is None else yt[idx],
                                 None if rt is None else rt[idx])
-                if not torch.isfinite(loss):
-                    raise ModelError(
-                        f"Training diverged: the loss is {float(loss)} at epoch {epoch + 1}. "
-                        "Lower lr, set clip_grad (e.g. 1.0) or check the inputs for extreme "
-                        "values."
-                    )
+                _check_finite(float(loss.detach()), epoch, "training")
                 loss.backward()
                 if config.clip_grad:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
@@ -263,6 +282,7 @@ def train_network(
             model.eval()
             with torch.no_grad():
                 val = float(evaluate(xv, yv, rv))
+            _check_finite(val, epoch, "validation")
             history.train_loss.append(total / max(seen, 1))
             history.val_loss.append(val)
             history.lr.append(opt.param_groups[0]["lr"])
