@@ -190,3 +190,39 @@ def test_labels_bad_options_are_one_line(monkeypatch, capsys, price_file):
     assert "Unknown objective 'magic'" in err
     err = _main_error(monkeypatch, capsys, "labels", str(price_file), "--augment", "5")
     assert "give --out too" in err
+
+
+def test_train_any_family_head_and_loss_from_a_yaml_file(price_file, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("train:\n  model: attention\n  model_options: {d_model: 8, n_heads: 2,"
+                   " n_layers: 1}\n  head: capped\n  head_options: {max_weight: 0.5}\n"
+                   "  max_epochs: 2\n")
+    out = tmp_path / "m"
+    info = json.loads(_invoke("train", str(price_file), "--config", str(cfg), "--window", "30",
+                              "--augment", "0", "--out", str(out), "--plot",
+                              str(tmp_path / "loss.png"), "--json").stdout)
+    assert info["network"] == "attention" and info["head"] == "capped"
+    assert (tmp_path / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["architecture"]["class"] == "AssetAttentionAllocator"
+    assert manifest["head"] == {"name": "capped", "max_weight": 0.5, "cash": False}
+    # flags override the file; an outcome loss needs no labels
+    info = json.loads(_invoke("train", str(price_file), "--config", str(cfg), "--model", "dense",
+                              "--hidden", "8", "--loss", "variance", "--horizon", "5",
+                              "--window", "30", "--out", str(out), "--json").stdout)
+    assert info["network"] == "dense" and info["loss"] == "variance"
+
+
+def test_train_bad_settings_are_one_line(monkeypatch, capsys, price_file, tmp_path):
+    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--model", "transformer")
+    assert "Unknown model 'transformer'" in err and "attention" in err
+    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--loss", "mse +")
+    assert "loss" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--config", str(bad))
+    assert "not valid YAML" in err
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("[train]\nlayers = 3\n")
+    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--config", str(unknown))
+    assert "Unknown train setting(s) ['layers']" in err

@@ -290,6 +290,8 @@ def train(
         except ValueError:
             raise ConfigError(
                 f"--hidden must be comma-separated integers, got {hidden!r}.") from None
+    if model is not None and model != settings.get("model", "dense"):
+        settings.pop("model_options", None)  # options of another family
     flags = {"model": model, "head": head, "loss": loss, "horizon": horizon,
              "activation": activation, "optimizer": optimizer, "lr": lr, "max_epochs": epochs,
              "seed": seed}

@@ -70,6 +70,10 @@ class RunConfig:
         Synthetic covariance scenarios added to each training of the risk network.
     fine_tune : bool
         Re-training continues from the previous network.
+    refit_epochs : int
+        Most epochs of each fine-tuning (early stopping still applies).
+    refit_recent : int
+        Dates of the newest data each fine-tuning trains on (0: all the history).
     policies : list of str
         Names from :data:`POLICY_NAMES`.
     train : TrainConfig
@@ -90,6 +94,8 @@ class RunConfig:
     retrain_every: int = 63
     augment: int = 20_000
     fine_tune: bool = True
+    refit_epochs: int = 10
+    refit_recent: int = 1008
     policies: list[str] = field(default_factory=lambda: list(POLICY_NAMES))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_IMITATION))
     outcome_train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_OUTCOME))
@@ -109,6 +115,10 @@ class RunConfig:
         for name in ("window", "retrain_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.refit_epochs < 1 or self.refit_recent < 0:
+            raise ConfigError(
+                f"refit_epochs must be >= 1 and refit_recent >= 0, got {self.refit_epochs} "
+                f"and {self.refit_recent}.")
         if self.augment < 0:
             raise ConfigError(f"augment must be >= 0, got {self.augment}.")
 

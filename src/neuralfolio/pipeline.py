@@ -27,18 +27,20 @@ def load_run_prices(config: RunConfig) -> pd.DataFrame:
 def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Policy]:
     """Fresh policy objects for the names in ``config.policies``."""
     w = config.window
+    refit = {"fine_tune": config.fine_tune, "refit_epochs": config.refit_epochs,
+             "refit_recent": config.refit_recent or None, "progress": progress}
     makers = {
         "network": lambda: NeuralPolicy(
             NeuralAllocator(FeatureSpec("risk", w), config.train, augment=config.augment),
-            fine_tune=config.fine_tune, progress=progress,
+            **refit,
         ),
         "network_prices": lambda: NeuralPolicy(
             NeuralAllocator(FeatureSpec("prices", w), _course(config.train)),
-            fine_tune=config.fine_tune, progress=progress,
+            **refit,
         ),
         "network_outcome": lambda: NeuralPolicy(
             NeuralAllocator(FeatureSpec("risk", w), config.outcome_train),
-            fine_tune=config.fine_tune, progress=progress,
+            **refit,
         ),
         "optimizer_daily": lambda: MinVariancePolicy(w, "daily"),
         "optimizer_at_retrain": lambda: MinVariancePolicy(w, "at_fit"),

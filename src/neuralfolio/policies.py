@@ -190,14 +190,24 @@ class NeuralPolicy(_Base):
         Synthetic scenarios drawn afresh for each fine-tuning fit; by default a quarter of
         the allocator's ``augment`` (the network already knows the function and needs
         fewer). Ignored when ``fine_tune`` is off.
+    refit_epochs : int, optional
+        Most epochs of a fine-tuning fit (early stopping still applies); by default the
+        allocator's ``max_epochs``.
+    refit_recent : int, optional
+        Fine-tune on the most recent ``refit_recent`` dates of data only (plus the
+        lookback they need) instead of the whole history: the network already knows the
+        older data, and the newest dates are what it has not seen.
     progress : bool
         Show the training progress bar.
     """
 
     def __init__(self, allocator: NeuralAllocator, *, fine_tune: bool = True,
-                 refit_augment: int | None = None, progress: bool = False) -> None:
+                 refit_augment: int | None = None, refit_epochs: int | None = None,
+                 refit_recent: int | None = None, progress: bool = False) -> None:
         self.allocator = allocator
         self.fine_tune = fine_tune
+        self.refit_epochs = refit_epochs
+        self.refit_recent = refit_recent
         self.refit_augment = (allocator.augment // 4 if refit_augment is None
                               else int(refit_augment))
         self.progress = progress
@@ -211,9 +221,12 @@ class NeuralPolicy(_Base):
                 f"NeuralPolicy.fit: the loss {self.allocator.train.loss!r} imitates label "
                 "weights; pass labels, or use an outcome loss such as 'variance'.")
         refit = self.fine_tune and hasattr(self.allocator, "network_")
+        if refit and self.refit_recent:
+            prices = prices.iloc[-(self.refit_recent + self.lookback):]
         self.allocator.fit(prices, labels if self.needs_labels else None,
                            warm_start=self.fine_tune,
                            augment=self.refit_augment if refit else None,
+                           max_epochs=self.refit_epochs if refit else None,
                            progress=self.progress)
         return self
 

@@ -158,3 +158,27 @@ def test_loss_and_data_mismatches_are_explained(gfc, gfc_labels):
     model = NeuralAllocator(FeatureSpec("risk", WINDOW), mixed).fit(gfc, gfc_labels)
     assert model.history_.loss == "mse + 0.5*variance + 0.1*turnover"
     assert isinstance(model.predict(gfc), pd.DataFrame)
+
+
+@pytest.mark.parametrize("head", ["softmax", "simplex"])
+def test_attention_numpy_forward_equals_torch(head):
+    import torch
+
+    from neuralfolio.features import covariance_features
+    from neuralfolio.nn import AssetAttentionAllocator
+    from neuralfolio.nn._heads import make_head
+
+    torch.manual_seed(0)
+    net = AssetAttentionAllocator(16, 2, 2, head=make_head(head)).eval()
+    torch.nn.init.normal_(net.score.weight, std=0.3)  # the score layer starts at zero
+    rng = np.random.default_rng(0)
+    for n in (3, 7):
+        a = rng.normal(size=(4, n, 40))
+        x = covariance_features(a @ a.transpose(0, 2, 1) / 40)
+        with torch.no_grad():
+            expected = net.double()(torch.tensor(x)).numpy()
+        net.float()
+        np.testing.assert_allclose(net.numpy_forward(x), expected, atol=1e-10)
+        np.testing.assert_allclose(net.numpy_forward(x[0]), expected[0], atol=1e-10)
+    with pytest.raises(ConfigError, match="not risk features"):
+        net.numpy_forward(np.zeros(11))

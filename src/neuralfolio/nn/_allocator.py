@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import replace
 import platform
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from neuralfolio.features import (
     latest_features,
     make_features,
 )
+from neuralfolio.nn._attention import AssetAttentionAllocator
 from neuralfolio.nn._config import TrainConfig
 from neuralfolio.nn._models import build_network, head_config, network_from_config
 from neuralfolio.nn._network import DenseAllocator, numpy_forward
@@ -122,6 +124,7 @@ class NeuralAllocator:
         *,
         warm_start: bool = False,
         augment: int | None = None,
+        max_epochs: int | None = None,
         progress: bool = False,
     ) -> NeuralAllocator:
         """Train on every date that has inputs and what the loss needs.
@@ -146,6 +149,8 @@ class NeuralAllocator:
         augment : int, optional
             Scenarios for this fit only, instead of ``self.augment`` (fine-tuning needs
             fewer than a fresh fit).
+        max_epochs : int, optional
+            Epochs for this fit only, instead of ``train.max_epochs``.
         progress : bool
             Show a progress bar.
 
@@ -230,9 +235,10 @@ class NeuralAllocator:
             keep = len(self.assets_) if getattr(net, "prior", False) else 0
             self.scaler_ = (Standardizer().fit(x_train, passthrough=keep)
                             if net.scale_inputs else None)
+        run = self.train if max_epochs is None else replace(self.train, max_epochs=max_epochs)
         self.history_: TrainHistory = train_network(
             net, self._scale(x_train), y_train, self._scale(x[-n_val:]),
-            None if y is None else y[-n_val:], self.train,
+            None if y is None else y[-n_val:], run,
             r_train=None if r is None else r[:n_train],
             r_val=None if r is None else r[-n_val:],
             progress=progress,
@@ -301,6 +307,8 @@ class NeuralAllocator:
         net = self.network_
         if isinstance(net, DenseAllocator) and net.numpy_ready:
             return numpy_forward(self._layers(), self._scale(raw), **net.numpy_prior())
+        if isinstance(net, AssetAttentionAllocator) and net.numpy_ready:
+            return net.numpy_forward(raw)
         return self._forward(raw[None, :])[0]
 
     def _layers(self) -> list[tuple[np.ndarray, np.ndarray, str]]:

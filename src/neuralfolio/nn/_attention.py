@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from neuralfolio.errors import ConfigError
-from neuralfolio.nn._heads import AllocationHead, SoftmaxHead
+from neuralfolio.nn._heads import AllocationHead, SimplexHead, SoftmaxHead
+from neuralfolio.nn._network import _softmax, _sparsemax
 
 __all__ = ["AssetAttentionAllocator", "split_risk_features"]
 
@@ -61,6 +63,38 @@ def split_risk_features(
     return log_vol, corr, u
 
 
+def _tokens(log_vol, corr, u, xp):
+    """Per-asset token inputs, shape (batch, n, 3 or 4), with ``xp`` torch or numpy."""
+    # Mean and spread of each asset's correlations with the others (the diagonal is 1).
+    n = log_vol.shape[-1]
+    denom = max(n - 1, 1)
+    mean_corr = (corr.sum(-1) - 1.0) / denom
+    second = ((corr * corr).sum(-1) - 1.0) / denom
+    gap = second - mean_corr * mean_corr
+    spread = xp.sqrt(gap.clamp(min=0.0) if xp is torch else np.maximum(gap, 0.0))
+    parts = [log_vol, mean_corr, spread] + ([u * n] if u is not None else [])
+    return xp.stack(parts, -1)
+
+
+def _np_tokens(log_vol, corr, u):
+    return _tokens(log_vol, corr, u, np)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+def _np_gelu(z: np.ndarray) -> np.ndarray:
+    return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
+
+
+def _np_norm(h: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5
+             ) -> np.ndarray:
+    inv_d = 1.0 / h.shape[-1]
+    c = h - np.add.reduce(h, axis=-1, keepdims=True) * inv_d
+    var = np.add.reduce(c * c, axis=-1, keepdims=True) * inv_d
+    return c * (weight / np.sqrt(var + eps)) + bias
+
+
 class _Block(nn.Module):
     """Correlation-biased multi-head attention, correlation propagation, feed-forward."""
 
@@ -72,7 +106,7 @@ class _Block(nn.Module):
         self.attn_out = nn.Linear(d_model, d_model)
         self.propagate = nn.Linear(d_model, d_model)
         self.ff = nn.Sequential(
-            nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(d_model, 2 * d_model), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
             nn.Linear(2 * d_model, d_model),
         )
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
@@ -145,7 +179,7 @@ class AssetAttentionAllocator(nn.Module):
         self.prior = bool(prior) and self.unconstrained
         self.head = head if head is not None else SoftmaxHead()
         n_token = 3 + self.unconstrained
-        self.embed = nn.Sequential(nn.Linear(n_token, d_model), nn.GELU(),
+        self.embed = nn.Sequential(nn.Linear(n_token, d_model), nn.GELU(approximate="tanh"),
                                    nn.Linear(d_model, d_model))
         self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
@@ -155,16 +189,82 @@ class AssetAttentionAllocator(nn.Module):
             nn.init.zeros_(self.score.bias)
         self.cash_score = nn.Linear(d_model, 1) if self.head.cash else None
 
+    @property
+    def numpy_ready(self) -> bool:
+        """Whether :meth:`numpy_forward` can run this network (softmax or simplex head,
+        no cash)."""
+        return type(self.head) in (SoftmaxHead, SimplexHead) and not self.head.cash
+
+    def numpy_forward(self, x: np.ndarray) -> np.ndarray:
+        """The forward pass in float64 NumPy, for single updates without PyTorch overhead.
+
+        Parameters
+        ----------
+        x : ndarray, shape (batch, n_features) or (n_features,)
+
+        Returns
+        -------
+        ndarray, shape (batch, n_assets) or (n_assets,)
+        """
+        if not self.numpy_ready:
+            raise ConfigError(f"head {self.head.name!r} (cash={self.head.cash}) has no NumPy "
+                              "version; run the network with PyTorch.")
+        if getattr(self, "_np", None) is None:
+            self._np = {k: v.detach().double().numpy().T.copy() if k.endswith(".weight")
+                        and v.ndim == 2 else v.detach().double().numpy()
+                        for k, v in self.state_dict().items()}
+            self._np_sizes: dict[int, int] = {}
+        p = self._np
+        x = np.asarray(x, dtype=np.float64)
+        single = x.ndim == 1
+        x = x[None] if single else x
+        n = self._np_sizes.get(x.shape[-1])
+        if n is None:  # validate the width once per universe size
+            n = split_risk_features(torch.from_numpy(x[:1]), self.unconstrained)[0].shape[-1]
+            self._np_sizes[x.shape[-1]] = n
+        rows, cols = np.triu_indices(n, 1)
+        n_pairs = len(rows)
+        log_vol = x[:, :n]
+        corr = np.ones((len(x), n, n))
+        corr[:, rows, cols] = corr[:, cols, rows] = x[:, n : n + n_pairs]
+        u = x[:, n + n_pairs :] if self.unconstrained else None
+        h = _np_tokens(log_vol, corr, u)
+        h = _np_gelu(h @ p["embed.0.weight"] + p["embed.0.bias"])
+        h = h @ p["embed.2.weight"] + p["embed.2.bias"]
+        b, hd, dh = len(x), self.n_heads, self.d_model // self.n_heads
+        pair = np.stack([corr, corr * corr], axis=-1)
+        for i in range(self.n_layers):
+            q = f"blocks.{i}."
+            a = _np_norm(h, p[q + "norm1.weight"], p[q + "norm1.bias"])
+            qkv = (a @ p[q + "qkv.weight"] + p[q + "qkv.bias"]).reshape(b, n, 3, hd, dh)
+            qh, kh, vh = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
+            bias = (pair @ p[q + "pair_bias.weight"] + p[q + "pair_bias.bias"])
+            scores = qh @ kh.transpose(0, 1, 3, 2) / math.sqrt(dh) + bias.transpose(0, 3, 1, 2)
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            att = (scores / scores.sum(axis=-1, keepdims=True)) @ vh
+            h = h + att.transpose(0, 2, 1, 3).reshape(b, n, -1) @ p[q + "attn_out.weight"] \
+                + p[q + "attn_out.bias"]
+            m = corr @ _np_norm(h, p[q + "norm2.weight"], p[q + "norm2.bias"]) / n
+            h = h + m @ p[q + "propagate.weight"] + p[q + "propagate.bias"]
+            f = _np_norm(h, p[q + "norm3.weight"], p[q + "norm3.bias"])
+            f = _np_gelu(f @ p[q + "ff.0.weight"] + p[q + "ff.0.bias"])
+            h = h + f @ p[q + "ff.3.weight"] + p[q + "ff.3.bias"]
+        h = _np_norm(h, p["norm.weight"], p["norm.bias"])
+        z = (h @ p["score.weight"] + p["score.bias"])[..., 0]
+        if self.prior:
+            z = z + u
+        w = _sparsemax(z) if isinstance(self.head, SimplexHead) else _softmax(
+            z / self.head.temperature)
+        return w[0] if single else w
+
+    def train(self, mode: bool = True) -> AssetAttentionAllocator:
+        self._np = None  # parameters may change: rebuild the NumPy copy when next needed
+        return super().train(mode)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Weights, shape (batch, n_assets), from risk inputs, shape (batch, n_features)."""
         log_vol, corr, u = split_risk_features(x, self.unconstrained)
-        n = log_vol.shape[-1]
-        others = 1.0 - torch.eye(n, dtype=x.dtype, device=x.device)
-        denom = max(n - 1, 1)
-        mean_corr = (corr * others).sum(-1) / denom
-        spread = (((corr - mean_corr[..., None]) ** 2) * others).sum(-1).div(denom).sqrt()
-        parts = [log_vol, mean_corr, spread] + ([u * n] if u is not None else [])
-        h = self.embed(torch.stack(parts, dim=-1))
+        h = self.embed(_tokens(log_vol, corr, u, torch))
         for block in self.blocks:
             h = block(h, corr)
         h = self.norm(h)

@@ -1,0 +1,49 @@
+import json
+
+import pytest
+
+from neuralfolio.config import DEFAULT_OUTCOME, RunConfig, read_config_file
+from neuralfolio.errors import ConfigError
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".yml", ".json"])
+def test_run_config_reads_every_format_the_same(tmp_path, suffix):
+    d = {"data": "gfc", "window": 60, "train": {"model": "attention", "head": "capped",
+                                                "head_options": {"max_weight": 0.3}},
+         "outcome_train": {"horizon": 5}}
+    path = tmp_path / f"run{suffix}"
+    if suffix == ".toml":
+        path.write_text('data = "gfc"\nwindow = 60\n[train]\nmodel = "attention"\n'
+                        'head = "capped"\nhead_options = {max_weight = 0.3}\n'
+                        "[outcome_train]\nhorizon = 5\n")
+    elif suffix == ".json":
+        path.write_text(json.dumps(d))
+    else:
+        path.write_text("data: gfc\nwindow: 60\ntrain:\n  model: attention\n  head: capped\n"
+                        "  head_options: {max_weight: 0.3}\noutcome_train:\n  horizon: 5\n")
+    cfg = RunConfig.from_file(path)
+    assert cfg.window == 60 and cfg.train.model == "attention"
+    assert cfg.train.head_options == {"max_weight": 0.3}
+    # the outcome network keeps its defaults for what the file does not say
+    assert cfg.outcome_train.horizon == 5 and cfg.outcome_train.loss == DEFAULT_OUTCOME["loss"]
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_bad_config_files_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        read_config_file(tmp_path / "missing.yaml")
+    (tmp_path / "a.ini").write_text("x=1")
+    with pytest.raises(ConfigError, match=r"\.toml, \.yaml/\.yml or \.json"):
+        read_config_file(tmp_path / "a.ini")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        read_config_file(tmp_path / "list.yaml")
+    (tmp_path / "bad.toml").write_text("window = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        read_config_file(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="Unknown config field"):
+        RunConfig.from_dict({"windw": 3})
+    with pytest.raises(ConfigError, match="Unknown train setting"):
+        RunConfig.from_dict({"train": {"hiden": [3]}})
+    with pytest.raises(ConfigError, match="refit_epochs"):
+        RunConfig(refit_epochs=0)
