@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from dataclasses import replace
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
