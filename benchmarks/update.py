@@ -1,8 +1,9 @@
 """One weight update from prices: network vs the optimizer it replaces, in the same run.
 
 Measures, on the bundled sp500 data (20 assets, 126-day windows), the median time of
-  * the neural policy's update (Ledoit-Wolf risk inputs + NumPy forward pass),
-  * the neural policy's update through the PyTorch module instead,
+  * the neural policies' update (Ledoit-Wolf risk inputs + NumPy forward pass), for the
+    attention network (the run default) and the dense network,
+  * the same updates through the PyTorch modules instead,
   * the optimizer re-solved by neuralfolio's warm-started OSQP problem,
   * the optimizer re-solved by skfolio's MeanRisk (what a user would write first),
 and the Ledoit-Wolf estimate alone (NumPy vs scikit-learn). Prints ratios; the machines
@@ -55,38 +56,43 @@ def main() -> None:
     prices = load_prices("sp500", end="2012-12-31")
     labels = min_variance_labels(prices, window=126).weights
     train_end = prices.index.get_loc(prices.loc[:"2010-12-31"].index[-1])
-    model = NeuralAllocator("risk", TrainConfig(max_epochs=3)).fit(
-        prices.iloc[: train_end + 1], labels)
+    models = {
+        name: NeuralAllocator("risk", TrainConfig(model=name, head="simplex", max_epochs=2)).fit(
+            prices.iloc[: train_end + 1], labels)
+        for name in ("attention", "dense")
+    }
     values = prices.to_numpy()
     rows = np.arange(train_end + 1, train_end + 1 + args.repeats) % len(values)
     rows = np.maximum(rows, 127)
     histories = [values[r - 126 : r + 1] for r in rows]
     returns = [h[1:] / h[:-1] - 1 for h in histories]
-
-    network = NeuralPolicy(model)
     optimizer = MinVariancePolicy(126)
 
-    def torch_update(h):
-        x = model.scaler_.transform(latest_features(h, model.features))
-        with torch.no_grad():
-            return model.network_(torch.as_tensor(x[None], dtype=torch.float32))
+    def torch_update(model):
+        def update(h):
+            x = model._scale(latest_features(h, model.features))
+            with torch.inference_mode():
+                return model.network_(torch.as_tensor(x[None], dtype=torch.float32))
+        return update
 
     skf = MeanRisk(prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()))
-    results = {
-        "network update (NumPy forward)": _median_us(network.weights, histories),
-        "network update (PyTorch forward)": _median_us(torch_update, histories),
-        "optimizer update (warm OSQP)": _median_us(optimizer.weights, histories),
-        "optimizer update (skfolio MeanRisk)": _median_us(
-            lambda h: skf.fit(h[1:] / h[:-1] - 1), histories[: max(20, args.repeats // 10)]),
-    }
+    results = {}
+    for name, model in models.items():
+        results[f"{name} network update (NumPy forward)"] = _median_us(
+            NeuralPolicy(model).weights, histories)
+        results[f"{name} network update (PyTorch forward)"] = _median_us(
+            torch_update(model), histories)
+    results["optimizer update (warm OSQP)"] = _median_us(optimizer.weights, histories)
+    results["optimizer update (skfolio MeanRisk)"] = _median_us(
+        lambda h: skf.fit(h[1:] / h[:-1] - 1), histories[: max(20, args.repeats // 10)])
     lw_np = _median_us(ledoit_wolf, returns)
     lw_sk = _median_us(sk_ledoit_wolf, returns)
 
-    base = results["network update (NumPy forward)"]
+    base = results["optimizer update (warm OSQP)"]
     table = Table(title=f"One weight update, sp500 (20 assets), median of {args.repeats}")
     table.add_column("path")
     table.add_column("median µs", justify="right")
-    table.add_column("× network", justify="right")
+    table.add_column("× warm OSQP", justify="right")
     for name, us in results.items():
         table.add_row(name, f"{us:,.0f}", f"{us / base:.1f}")
     table.add_row("Ledoit-Wolf, NumPy", f"{lw_np:,.0f}", "")

@@ -72,6 +72,8 @@ class RunConfig:
         Re-training continues from the previous network.
     refit_epochs : int
         Most epochs of each fine-tuning (early stopping still applies).
+    refit_augment : int
+        Fresh synthetic scenarios at each fine-tuning of the risk network.
     refit_recent : int
         Dates of the newest data each fine-tuning trains on (0: all the history).
     policies : list of str
@@ -95,6 +97,7 @@ class RunConfig:
     augment: int = 20_000
     fine_tune: bool = True
     refit_epochs: int = 10
+    refit_augment: int = 5_000
     refit_recent: int = 1008
     policies: list[str] = field(default_factory=lambda: list(POLICY_NAMES))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_IMITATION))
@@ -119,8 +122,9 @@ class RunConfig:
             raise ConfigError(
                 f"refit_epochs must be >= 1 and refit_recent >= 0, got {self.refit_epochs} "
                 f"and {self.refit_recent}.")
-        if self.augment < 0:
-            raise ConfigError(f"augment must be >= 0, got {self.augment}.")
+        if self.augment < 0 or self.refit_augment < 0:
+            raise ConfigError(f"augment and refit_augment must be >= 0, got {self.augment} "
+                              f"and {self.refit_augment}.")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

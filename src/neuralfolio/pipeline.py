@@ -32,7 +32,7 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
     makers = {
         "network": lambda: NeuralPolicy(
             NeuralAllocator(FeatureSpec("risk", w), config.train, augment=config.augment),
-            **refit,
+            refit_augment=config.refit_augment, **refit,
         ),
         "network_prices": lambda: NeuralPolicy(
             NeuralAllocator(FeatureSpec("prices", w), _course(config.train)),

@@ -183,3 +183,14 @@ def test_bad_params(returns, params, match):
     est = make_model(**params)  # no validation in __init__ (scikit-learn convention)
     with pytest.raises(ConfigError, match=match):
         est.fit(returns)
+
+
+def test_outcome_loss_needs_no_labels():
+    from neuralfolio.data import synthetic_prices
+    from neuralfolio.nn import NeuralOptimization
+
+    x = synthetic_prices(4, 400, seed=1).pct_change().dropna()
+    est = NeuralOptimization(window=30, train={"hidden": [8], "max_epochs": 2, "loss": "variance",
+                                               "horizon": 5}).fit(x)
+    assert est.labels_ is None
+    np.testing.assert_allclose(est.weights_.sum(), 1.0, atol=1e-6)

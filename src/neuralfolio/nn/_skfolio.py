@@ -101,8 +101,9 @@ class NeuralOptimization(BaseOptimization):
         unless ``train.head`` allows short positions).
     allocator_ : NeuralAllocator
         The trained network, with its input scaling and training history.
-    labels_ : DataFrame of shape (n_label_dates, n_assets)
-        The rolling ``objective`` weights the network was trained on.
+    labels_ : DataFrame of shape (n_label_dates, n_assets) or None
+        The rolling ``objective`` weights the network was trained on; None when
+        ``train.loss`` is an outcome loss, which needs no labels.
     n_features_in_ : int
         Number of assets seen during ``fit``.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -281,7 +282,9 @@ class NeuralOptimization(BaseOptimization):
         # the array checks were done above with neuralfolio's messages.
         skv.validate_data(self, X, skip_check_array=True)
 
-        labels = rolling_labels(prices, objective=self.objective, window=spec.window).weights
+        labels = None  # an outcome loss (e.g. "variance") learns from realized returns only
+        if "target" in train.loss_fn().needs:
+            labels = rolling_labels(prices, objective=self.objective, window=spec.window).weights
         previous = getattr(self, "allocator_", None)
         fine_tune = (
             self.warm_start
