@@ -282,7 +282,9 @@ def train(
     if config is not None:
         d = read_config_file(config)
         file_settings = d.get("train", d)
-    course = {"head": "softmax"} if features == "prices" else {}  # the course's network
+    # the course's network on prices; a sequence network on return windows
+    course = {"prices": {"model": "dense", "head": "softmax", "model_options": {}},
+              "returns": {"model": "lstm", "model_options": {}}}.get(features, {})
     settings: dict = {**DEFAULT_IMITATION, **course, **file_settings}
     if hidden is not None:
         try:

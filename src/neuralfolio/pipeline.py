@@ -50,8 +50,8 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
 
 
 def _course(train: TrainConfig) -> TrainConfig:
-    # The course's network has a softmax output: keep it whatever head the risk network uses.
-    return replace(train, head="softmax", head_options={}) if train.model == "dense" else train
+    # The course's network: dense with a softmax output, whatever the risk network is.
+    return replace(train, model="dense", model_options={}, head="softmax", head_options={})
 
 
 def run_backtest(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from neuralfolio.errors import ConfigError
+from neuralfolio.features import _upper
 from neuralfolio.nn._heads import AllocationHead, SimplexHead, SoftmaxHead
 from neuralfolio.nn._network import _softmax, _sparsemax
 
@@ -93,6 +94,13 @@ def _np_norm(h: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1
     c = h - np.add.reduce(h, axis=-1, keepdims=True) * inv_d
     var = np.add.reduce(c * c, axis=-1, keepdims=True) * inv_d
     return c * (weight / np.sqrt(var + eps)) + bias
+
+
+def _np_standardize(h: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Layer norm without its affine part (folded into the next linear layer)."""
+    inv_d = 1.0 / h.shape[-1]
+    c = h - np.add.reduce(h, axis=-1, keepdims=True) * inv_d
+    return c / np.sqrt(np.add.reduce(c * c, axis=-1, keepdims=True) * inv_d + eps)
 
 
 class _Block(nn.Module):
@@ -210,9 +218,7 @@ class AssetAttentionAllocator(nn.Module):
             raise ConfigError(f"head {self.head.name!r} (cash={self.head.cash}) has no NumPy "
                               "version; run the network with PyTorch.")
         if getattr(self, "_np", None) is None:
-            self._np = {k: v.detach().double().numpy().T.copy() if k.endswith(".weight")
-                        and v.ndim == 2 else v.detach().double().numpy()
-                        for k, v in self.state_dict().items()}
+            self._np = self._numpy_params()
             self._np_sizes: dict[int, int] = {}
         p = self._np
         x = np.asarray(x, dtype=np.float64)
@@ -222,7 +228,7 @@ class AssetAttentionAllocator(nn.Module):
         if n is None:  # validate the width once per universe size
             n = split_risk_features(torch.from_numpy(x[:1]), self.unconstrained)[0].shape[-1]
             self._np_sizes[x.shape[-1]] = n
-        rows, cols = np.triu_indices(n, 1)
+        rows, cols = _upper(n)
         n_pairs = len(rows)
         log_vol = x[:, :n]
         corr = np.ones((len(x), n, n))
@@ -235,8 +241,8 @@ class AssetAttentionAllocator(nn.Module):
         pair = np.stack([corr, corr * corr], axis=-1)
         for i in range(self.n_layers):
             q = f"blocks.{i}."
-            a = _np_norm(h, p[q + "norm1.weight"], p[q + "norm1.bias"])
-            qkv = (a @ p[q + "qkv.weight"] + p[q + "qkv.bias"]).reshape(b, n, 3, hd, dh)
+            qkv = (_np_standardize(h) @ p[q + "qkv.weight"] + p[q + "qkv.bias"]
+                   ).reshape(b, n, 3, hd, dh)
             qh, kh, vh = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
             bias = (pair @ p[q + "pair_bias.weight"] + p[q + "pair_bias.bias"])
             scores = qh @ kh.transpose(0, 1, 3, 2) / math.sqrt(dh) + bias.transpose(0, 3, 1, 2)
@@ -246,16 +252,31 @@ class AssetAttentionAllocator(nn.Module):
                 + p[q + "attn_out.bias"]
             m = corr @ _np_norm(h, p[q + "norm2.weight"], p[q + "norm2.bias"]) / n
             h = h + m @ p[q + "propagate.weight"] + p[q + "propagate.bias"]
-            f = _np_norm(h, p[q + "norm3.weight"], p[q + "norm3.bias"])
-            f = _np_gelu(f @ p[q + "ff.0.weight"] + p[q + "ff.0.bias"])
+            f = _np_gelu(_np_standardize(h) @ p[q + "ff.0.weight"] + p[q + "ff.0.bias"])
             h = h + f @ p[q + "ff.3.weight"] + p[q + "ff.3.bias"]
-        h = _np_norm(h, p["norm.weight"], p["norm.bias"])
-        z = (h @ p["score.weight"] + p["score.bias"])[..., 0]
+        z = (_np_standardize(h) @ p["score.weight"] + p["score.bias"])[..., 0]
         if self.prior:
             z = z + u
         w = _sparsemax(z) if isinstance(self.head, SimplexHead) else _softmax(
             z / self.head.temperature)
         return w[0] if single else w
+
+    def _numpy_params(self) -> dict[str, np.ndarray]:
+        """float64 parameters, linear weights as (in, out); the affine part of a layer norm
+        that feeds a linear layer is folded into that layer."""
+        p = {k: v.detach().double().numpy() for k, v in self.state_dict().items()}
+        p = {k: v.T.copy() if k.endswith(".weight") and v.ndim == 2 else v for k, v in p.items()}
+
+        def fold(norm: str, linear: str) -> None:
+            g, beta = p.pop(norm + ".weight"), p.pop(norm + ".bias")
+            p[linear + ".bias"] = beta @ p[linear + ".weight"] + p[linear + ".bias"]
+            p[linear + ".weight"] = g[:, None] * p[linear + ".weight"]
+
+        for i in range(self.n_layers):
+            fold(f"blocks.{i}.norm1", f"blocks.{i}.qkv")
+            fold(f"blocks.{i}.norm3", f"blocks.{i}.ff.0")
+        fold("norm", "score")
+        return p
 
     def train(self, mode: bool = True) -> AssetAttentionAllocator:
         self._np = None  # parameters may change: rebuild the NumPy copy when next needed

@@ -144,13 +144,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def _sparsemax(z: np.ndarray) -> np.ndarray:
     # Euclidean projection onto the simplex: w = max(z - tau, 0), tau from the sorted scores.
-    s = -np.sort(-z, axis=-1)
-    k = np.arange(1, z.shape[-1] + 1)
+    n = z.shape[-1]
+    flat = z.reshape(-1, n)
+    s = -np.sort(-flat, axis=-1)
     cums = np.cumsum(s, axis=-1) - 1.0
-    support = (s - cums / k) > 0
-    n_free = support.sum(axis=-1, keepdims=True)
-    tau = np.take_along_axis(cums, n_free - 1, axis=-1) / n_free
-    return np.maximum(z - tau, 0.0)
+    n_free = np.count_nonzero(s * np.arange(1, n + 1) > cums, axis=-1)
+    tau = cums[np.arange(len(flat)), n_free - 1] / n_free
+    return np.maximum(flat - tau[:, None], 0.0).reshape(z.shape)
 
 
 _NUMPY_ACTIVATIONS = {
