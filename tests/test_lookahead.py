@@ -27,7 +27,7 @@ def shocked(small_prices):
 def _policies():
     outcome = TrainConfig(hidden=(16,), max_epochs=4, patience=3, batch_size=64, head="simplex",
                           loss="variance", horizon=5)
-    return build_policies(RunConfig(window=WINDOW, augment=50, train=FAST,
+    return build_policies(RunConfig(window=WINDOW, outcome_window=WINDOW, augment=50, train=FAST,
                                     outcome_train=outcome))
 
 

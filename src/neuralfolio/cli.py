@@ -273,7 +273,7 @@ def train(
 
     Example: neuralfolio train gfc --end 2007-12-31 --features prices --out models/gfc
     """
-    from neuralfolio.config import DEFAULT_IMITATION, read_config_file
+    from neuralfolio.config import DEFAULT_IMITATION, read_config_file, with_defaults
     from neuralfolio.features import FeatureSpec
     from neuralfolio.nn import NeuralAllocator, TrainConfig
     from neuralfolio.optimize import rolling_labels
@@ -285,14 +285,14 @@ def train(
     # the course's network on prices; a sequence network on return windows
     course = {"prices": {"model": "dense", "head": "softmax", "model_options": {}},
               "returns": {"model": "lstm", "model_options": {}}}.get(features, {})
-    settings: dict = {**DEFAULT_IMITATION, **course, **file_settings}
+    settings: dict = with_defaults(DEFAULT_IMITATION, {**course, **file_settings})
     if hidden is not None:
         try:
             settings["hidden"] = [int(h) for h in hidden.split(",") if h.strip()]
         except ValueError:
             raise ConfigError(
                 f"--hidden must be comma-separated integers, got {hidden!r}.") from None
-    if model is not None and model != settings.get("model", "dense"):
+    if model is not None and model != settings.get("model"):
         settings.pop("model_options", None)  # options of another family
     flags = {"model": model, "head": head, "loss": loss, "horizon": horizon,
              "activation": activation, "optimizer": optimizer, "lr": lr, "max_epochs": epochs,

@@ -19,12 +19,15 @@ __all__ = [
     "RunConfig",
     "cache_dir",
     "read_config_file",
+    "with_defaults",
 ]
 
-DEFAULT_IMITATION: dict[str, Any] = {"head": "simplex"}
+DEFAULT_IMITATION: dict[str, Any] = {
+    "model": "attention", "model_options": {"d_model": 32}, "head": "simplex", "max_epochs": 40,
+}
 """Settings of the imitation network of a run that differ from :class:`TrainConfig`'s."""
 
-DEFAULT_OUTCOME: dict[str, Any] = {"head": "simplex", "loss": "variance", "horizon": 21}
+DEFAULT_OUTCOME: dict[str, Any] = {**DEFAULT_IMITATION, "loss": "variance", "horizon": 21}
 """Settings of the outcome-trained network of a run that differ from :class:`TrainConfig`'s."""
 
 POLICY_NAMES: dict[str, str] = {
@@ -37,6 +40,16 @@ POLICY_NAMES: dict[str, str] = {
     "equal_weight": "1/N, rebalanced daily",
 }
 """Policies a run can include, with what they are."""
+
+
+def with_defaults(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` train settings over ``defaults``; a different ``model`` drops the default
+    ``model_options`` (they belong to the default family)."""
+    merged = {**defaults, **given}
+    if given.get("model", defaults.get("model")) != defaults.get("model") and (
+            "model_options" not in given):
+        merged.pop("model_options", None)
+    return merged
 
 
 def cache_dir() -> Path:
@@ -80,6 +93,12 @@ class RunConfig:
         Names from :data:`POLICY_NAMES`.
     train : TrainConfig
         The imitation network's (``network``); ``network_prices`` uses it too.
+    outcome_window : int
+        Returns per covariance window of the outcome network's risk inputs (it learns from
+        realized variance, where a longer memory pays).
+    outcome_refit_recent : int
+        As ``refit_recent``, for the outcome network (0: all the history; its loss is a
+        noisy one and needs every date).
     outcome_train : TrainConfig
         The outcome-trained network's (``network_outcome``): by default it minimizes the
         variance of the returns realized over the ``horizon`` days after each decision.
@@ -96,18 +115,21 @@ class RunConfig:
     retrain_every: int = 63
     augment: int = 20_000
     fine_tune: bool = True
-    refit_epochs: int = 10
-    refit_augment: int = 5_000
+    refit_epochs: int = 3
+    refit_augment: int = 2_000
     refit_recent: int = 1008
     policies: list[str] = field(default_factory=lambda: list(POLICY_NAMES))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_IMITATION))
+    outcome_window: int = 252
+    outcome_refit_recent: int = 0
     outcome_train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_OUTCOME))
 
     def __post_init__(self) -> None:
         if isinstance(self.train, dict):
-            self.train = TrainConfig.from_dict({**DEFAULT_IMITATION, **self.train})
+            self.train = TrainConfig.from_dict(with_defaults(DEFAULT_IMITATION, self.train))
         if isinstance(self.outcome_train, dict):
-            self.outcome_train = TrainConfig.from_dict({**DEFAULT_OUTCOME, **self.outcome_train})
+            self.outcome_train = TrainConfig.from_dict(
+                with_defaults(DEFAULT_OUTCOME, self.outcome_train))
         unknown = [p for p in self.policies if p not in POLICY_NAMES]
         if unknown:
             raise ConfigError(
@@ -115,10 +137,10 @@ class RunConfig:
             )
         if not self.policies:
             raise ConfigError("policies is empty; name at least one policy to backtest.")
-        for name in ("window", "retrain_every"):
+        for name in ("window", "retrain_every", "outcome_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.refit_epochs < 1 or self.refit_recent < 0:
+        if self.refit_epochs < 1 or min(self.refit_recent, self.outcome_refit_recent) < 0:
             raise ConfigError(
                 f"refit_epochs must be >= 1 and refit_recent >= 0, got {self.refit_epochs} "
                 f"and {self.refit_recent}.")

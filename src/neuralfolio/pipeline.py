@@ -39,8 +39,8 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
             **refit,
         ),
         "network_outcome": lambda: NeuralPolicy(
-            NeuralAllocator(FeatureSpec("risk", w), config.outcome_train),
-            **refit,
+            NeuralAllocator(FeatureSpec("risk", config.outcome_window), config.outcome_train),
+            **{**refit, "refit_recent": config.outcome_refit_recent or None},
         ),
         "optimizer_daily": lambda: MinVariancePolicy(w, "daily"),
         "optimizer_at_retrain": lambda: MinVariancePolicy(w, "at_fit"),

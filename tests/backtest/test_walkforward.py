@@ -18,7 +18,7 @@ FAST = TrainConfig(hidden=(16,), max_epochs=8, patience=3, batch_size=64)
 def _policies():
     outcome = TrainConfig(hidden=(16,), max_epochs=4, patience=3, batch_size=64, head="simplex",
                           loss="variance", horizon=5)
-    return build_policies(RunConfig(window=WINDOW, augment=100, train=FAST,
+    return build_policies(RunConfig(window=WINDOW, outcome_window=WINDOW, augment=100, train=FAST,
                                     outcome_train=outcome))
 
 
