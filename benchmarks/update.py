@@ -6,8 +6,10 @@ Measures, on the bundled sp500 data (20 assets, 126-day windows), the median tim
   * the same updates through the PyTorch modules instead,
   * the optimizer re-solved by neuralfolio's warm-started OSQP problem,
   * the optimizer re-solved by skfolio's MeanRisk (what a user would write first),
-and the Ledoit-Wolf estimate alone (NumPy vs scikit-learn). Prints ratios; the machines
-are shared and noisy, so read the ratios, not the absolute times.
+and the Ledoit-Wolf estimate alone (NumPy vs scikit-learn). Then the same attention network,
+which does not depend on the number of assets, allocates a synthetic universe of
+``--large`` assets against the warm OSQP optimizer on that universe. Prints ratios; the
+machines are shared and noisy, so read the ratios, not the absolute times.
 
 Run: .venv/bin/python benchmarks/update.py [--repeats 300]
 """
@@ -28,7 +30,7 @@ from skfolio.optimization import MeanRisk
 from skfolio.prior import EmpiricalPrior
 from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
 
-from neuralfolio.data import load_prices
+from neuralfolio.data import load_prices, synthetic_prices
 from neuralfolio.features import latest_features
 from neuralfolio.nn import NeuralAllocator, TrainConfig
 from neuralfolio.optimize import min_variance_labels
@@ -49,6 +51,7 @@ def _median_us(fn, histories) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--large", type=int, default=100, help="assets of the large universe")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
@@ -97,6 +100,25 @@ def main() -> None:
         table.add_row(name, f"{us:,.0f}", f"{us / base:.1f}")
     table.add_row("Ledoit-Wolf, NumPy", f"{lw_np:,.0f}", "")
     table.add_row("Ledoit-Wolf, scikit-learn", f"{lw_sk:,.0f}", f"({lw_sk / lw_np:.1f}× NumPy)")
+    Console().print(table)
+
+    # The asset-agnostic network on a larger universe it was never trained on.
+    big = synthetic_prices(args.large, 126 + args.repeats + 1, seed=3).to_numpy()
+    big_histories = [big[r - 126 : r + 1] for r in range(126, 126 + args.repeats)]
+    attention = NeuralPolicy(models["attention"])
+    large = {
+        "attention network update (NumPy forward)": _median_us(attention.weights, big_histories),
+        "optimizer update (warm OSQP)": _median_us(MinVariancePolicy(126).weights,
+                                                   big_histories),
+    }
+    base = large["optimizer update (warm OSQP)"]
+    table = Table(title=f"One weight update, {args.large} synthetic assets (the 20-asset "
+                        f"attention network, untrained on them), median of {args.repeats}")
+    table.add_column("path")
+    table.add_column("median µs", justify="right")
+    table.add_column("× warm OSQP", justify="right")
+    for name, us in large.items():
+        table.add_row(name, f"{us:,.0f}", f"{us / base:.2f}")
     Console().print(table)
 
 

@@ -138,8 +138,10 @@ def test_demo_lesson_reads_the_table(tmp_path):
     from neuralfolio.pipeline import run_backtest
 
     cfg = RunConfig(data="gfc", test_start="2008-01-01", window=60, retrain_every=250,
-                    augment=200, train=TrainConfig(hidden=(8,), max_epochs=3))
+                    augment=200, train=TrainConfig(hidden=(8,), max_epochs=3),
+                    outcome_window=60, outcome_train={"max_epochs": 2, "horizon": 5})
     text = _demo_lesson(run_backtest(cfg, tmp_path), cfg)
+    assert "Trained on realized variance, without labels: volatility" in text
     assert "The course's price inputs: L1" in text
     assert "outside its training range" in text
     assert "Risk inputs: L1" in text and "µs per update" in text

@@ -540,3 +540,20 @@ def test_history_dict_round_trip():
     assert TrainHistory.from_dict({**d, "extra": 1, "epochs_run": 3}) == h
     assert TrainHistory.from_dict({}) == TrainHistory()
     assert math.isnan(TrainHistory.from_dict({"val_loss": [float("nan")]}).val_loss[0])
+
+
+def test_fine_tuning_keeps_the_start_when_no_epoch_beats_it():
+    x, y, xv, yv = _data()
+    model = _net()
+    train_network(model, x, y, xv, yv, _cfg(max_epochs=20))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    # a learning rate that can only make things worse: the start is kept
+    h = train_network(model, x, y, xv, yv, _cfg(lr=5.0, max_epochs=3, patience=3),
+                      keep_start=True)
+    assert h.best_epoch == -1 and h.start_val_loss is not None
+    assert min(h.val_loss) > h.start_val_loss
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, start[k])
+    # a useful fine-tuning replaces it
+    h = train_network(model, x, y, xv, yv, _cfg(max_epochs=30), keep_start=True)
+    assert h.best_epoch >= 0 and min(h.val_loss) < h.start_val_loss

@@ -145,7 +145,8 @@ class NeuralAllocator:
             are used.
         warm_start : bool
             Continue from the current network and input scaling (fine-tune) instead of
-            starting afresh.
+            starting afresh. The current parameters stay unless an epoch beats their loss
+            on this fit's validation dates.
         augment : int, optional
             Scenarios for this fit only, instead of ``self.augment`` (fine-tuning needs
             fewer than a fresh fit).
@@ -243,6 +244,7 @@ class NeuralAllocator:
             r_val=None if r is None else r[-n_val:],
             progress=progress,
             description=f"training {self.train.model} ({self.features.kind} inputs)",
+            keep_start=fine_tune,
         )
         self.network_ = net
         self._numpy_layers = None

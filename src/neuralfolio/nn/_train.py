@@ -35,12 +35,17 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
 
 @dataclass
 class TrainHistory:
-    """Loss and learning rate per epoch, and the epoch whose parameters were kept."""
+    """Loss and learning rate per epoch, and the epoch whose parameters were kept.
+
+    ``best_epoch`` is -1 when no epoch improved on the starting parameters of a fine-tuning
+    (``start_val_loss``), which were then kept.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    start_val_loss: float | None = None
     loss: str = ""
     device: str = "cpu"
 
@@ -193,6 +198,7 @@ def train_network(
     r_val: np.ndarray | None = None,
     progress: bool = False,
     description: str = "training",
+    keep_start: bool = False,
 ) -> TrainHistory:
     """Fit ``model`` in place, stopping early on the validation loss.
 
@@ -212,6 +218,9 @@ def train_network(
         Show a rich progress bar.
     description : str
         Label of the progress bar.
+    keep_start : bool
+        Count the starting parameters as a candidate (fine-tuning): when no epoch beats
+        their validation loss, the model is left unchanged and ``best_epoch`` is -1.
 
     Returns
     -------
@@ -256,6 +265,11 @@ def train_network(
 
     history = TrainHistory(loss=loss_fn.spec, device=str(device))
     best, best_state, stale = math.inf, copy.deepcopy(model.state_dict()), 0
+    if keep_start:
+        model.eval()
+        with torch.no_grad():
+            best = float(evaluate(xv, yv, rv))
+        history.start_val_loss = best
     n = len(xt)
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
