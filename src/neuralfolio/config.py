@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from neuralfolio.errors import ConfigError
-from neuralfolio.nn._config import TrainConfig
+from neuralfolio.nn._config import TrainConfig, from_settings
 
 __all__ = [
     "DEFAULT_IMITATION",
@@ -156,16 +156,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"Unknown config field(s) {unknown}; known fields: {', '.join(sorted(known))}."
-            )
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Invalid config: {exc}") from exc
+        return from_settings(cls, d, "config field")
 
     @classmethod
     def from_file(cls, path: str | Path) -> RunConfig:

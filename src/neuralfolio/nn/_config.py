@@ -38,6 +38,18 @@ BATCH_ORDERS: tuple[str, ...] = ("auto", "shuffle", "chronological")
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
 
+def from_settings(cls: type, d: dict[str, Any], noun: str) -> Any:
+    """``cls(**d)`` for a dataclass, with a ConfigError naming unknown keys or bad values."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"Unknown {noun}(s) {unknown}; known: {', '.join(sorted(known))}.")
+    try:
+        return cls(**d)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"Invalid {noun}s: {exc}") from exc
+
+
 def _choice(name: str, value: Any, choices: tuple[str, ...] | dict[str, str]) -> None:
     if value not in choices:
         raise ConfigError(f"Unknown {name} {value!r}; choose one of {', '.join(choices)}.")
@@ -178,13 +190,4 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """Build from a dict such as :meth:`to_dict` gives; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(
-                f"Unknown train setting(s) {unknown}; known: {', '.join(sorted(known))}."
-            )
-        try:
-            return cls(**d)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"Invalid train settings: {exc}") from exc
+        return from_settings(cls, d, "train setting")
