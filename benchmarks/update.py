@@ -30,6 +30,7 @@ from skfolio.optimization import MeanRisk
 from skfolio.prior import EmpiricalPrior
 from sklearn.covariance import ledoit_wolf as sk_ledoit_wolf
 
+from neuralfolio.config import DEFAULT_IMITATION
 from neuralfolio.data import load_prices, synthetic_prices
 from neuralfolio.features import latest_features
 from neuralfolio.nn import NeuralAllocator, TrainConfig
@@ -59,10 +60,11 @@ def main() -> None:
     prices = load_prices("sp500", end="2012-12-31")
     labels = min_variance_labels(prices, window=126).weights
     train_end = prices.index.get_loc(prices.loc[:"2010-12-31"].index[-1])
+    settings = {"attention": DEFAULT_IMITATION, "dense": {"head": "simplex"}}
     models = {
-        name: NeuralAllocator("risk", TrainConfig(model=name, head="simplex", max_epochs=2)).fit(
+        name: NeuralAllocator("risk", TrainConfig(**{**s, "max_epochs": 2})).fit(
             prices.iloc[: train_end + 1], labels)
-        for name in ("attention", "dense")
+        for name, s in settings.items()
     }
     values = prices.to_numpy()
     rows = np.arange(train_end + 1, train_end + 1 + args.repeats) % len(values)
