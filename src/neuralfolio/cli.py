@@ -325,7 +325,8 @@ def train(
         _print_json(info)
         return
     console.print(
-        f"Trained a {cfg.model} network ({cfg.head} head, loss {h.loss}) on "
+        f"Trained {'an' if cfg.model[0] in 'aeiou' else 'a'} {cfg.model} network ({cfg.head} "
+        f"head, loss {h.loss}) on "
         f"{info['training_period'][0]} .. {info['training_period'][1]} ({features} inputs) in "
         f"{seconds:.1f}s on {h.device}; best epoch {h.best_epoch + 1} of {len(h.train_loss)}, "
         f"validation loss {info['val_loss']:.4g}. Saved to {out}/"

@@ -153,6 +153,9 @@ def test_loss_and_data_mismatches_are_explained(gfc, gfc_labels):
     with pytest.raises(ConfigError, match="augment"):
         NeuralAllocator(FeatureSpec("risk", WINDOW), TrainConfig(loss="variance"),
                         augment=100).fit(gfc)
+    with pytest.raises(ConfigError, match="not a time series"):
+        NeuralAllocator(FeatureSpec("risk", WINDOW), TrainConfig(loss="mse + 0.1*turnover"),
+                        augment=100).fit(gfc, gfc_labels)
     mixed = TrainConfig(hidden=(8,), loss="mse + 0.5*variance + 0.1*turnover", max_epochs=2,
                         horizon=3)
     model = NeuralAllocator(FeatureSpec("risk", WINDOW), mixed).fit(gfc, gfc_labels)

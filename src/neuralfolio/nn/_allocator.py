@@ -25,6 +25,7 @@ from neuralfolio.features import (
 )
 from neuralfolio.nn._attention import AssetAttentionAllocator
 from neuralfolio.nn._config import TrainConfig
+from neuralfolio.nn._losses import Turnover
 from neuralfolio.nn._models import build_network, head_config, network_from_config
 from neuralfolio.nn._network import DenseAllocator, numpy_forward
 from neuralfolio.nn._train import TrainHistory, train_network
@@ -214,6 +215,11 @@ class NeuralAllocator:
                 "augment adds covariance scenarios with optimizer labels: it works with risk "
                 f"inputs and an imitation loss only (here {self.features.kind} inputs, loss "
                 f"{loss.spec!r}). Set augment=0."
+            )
+        if n_scenarios and any(isinstance(t, Turnover) for _, t in loss.terms):
+            raise ConfigError(
+                f"The loss {loss.spec!r} compares consecutive dates, but synthetic scenarios "
+                "are not a time series. Set augment=0 to train with turnover."
             )
         if n_scenarios:
             # Scenarios come from returns up to the last training date: none from validation.
