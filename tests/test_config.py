@@ -47,3 +47,13 @@ def test_bad_config_files_are_explained(tmp_path):
         RunConfig.from_dict({"train": {"hiden": [3]}})
     with pytest.raises(ConfigError, match="refit_epochs"):
         RunConfig(refit_epochs=0)
+
+
+def test_settings_keep_defaults_but_not_options_of_another_family_or_head():
+    cfg = RunConfig.from_dict({"outcome_train": {"head": "simplex"},
+                               "train": {"model": "dense", "hidden": [8]}})
+    assert cfg.outcome_train.head == "simplex" and cfg.outcome_train.head_options == {}
+    assert cfg.outcome_train.loss == "variance"
+    assert cfg.train.model == "dense" and cfg.train.model_options == {}
+    assert cfg.train.head == "simplex"  # the run default head stays
+    assert RunConfig().outcome_train.head_options == {"gross_leverage": 1.5}

@@ -27,14 +27,18 @@ DEFAULT_IMITATION: dict[str, Any] = {
 }
 """Settings of the imitation network of a run that differ from :class:`TrainConfig`'s."""
 
-DEFAULT_OUTCOME: dict[str, Any] = {**DEFAULT_IMITATION, "loss": "variance", "horizon": 21}
+DEFAULT_OUTCOME: dict[str, Any] = {
+    **DEFAULT_IMITATION, "loss": "variance", "horizon": 21,
+    "head": "long_short", "head_options": {"gross_leverage": 1.5},
+}
 """Settings of the outcome-trained network of a run that differ from :class:`TrainConfig`'s."""
 
 POLICY_NAMES: dict[str, str] = {
     "network": "Neural network on risk inputs (default features), re-trained periodically",
     "network_prices": "Neural network on today's prices (the course's formulation)",
     "network_outcome": "Neural network trained on realized returns only (minimum realized "
-                       "variance, no labels), re-trained periodically",
+                       "variance, no labels; long/short, gross leverage up to 1.5), "
+                       "re-trained periodically",
     "optimizer_daily": "Minimum-variance optimizer re-solved every day (what the network imitates)",
     "optimizer_at_retrain": "Minimum-variance optimizer re-solved only at re-training dates",
     "equal_weight": "1/N, rebalanced daily",
@@ -43,12 +47,13 @@ POLICY_NAMES: dict[str, str] = {
 
 
 def with_defaults(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` train settings over ``defaults``; a different ``model`` drops the default
-    ``model_options`` (they belong to the default family)."""
+    """``given`` train settings over ``defaults``; a different ``model`` (``head``) drops the
+    default ``model_options`` (``head_options``), which belong to the default one."""
     merged = {**defaults, **given}
-    if given.get("model", defaults.get("model")) != defaults.get("model") and (
-            "model_options" not in given):
-        merged.pop("model_options", None)
+    for part in ("model", "head"):
+        options = f"{part}_options"
+        if given.get(part, defaults.get(part)) != defaults.get(part) and options not in given:
+            merged.pop(options, None)
     return merged
 
 
@@ -101,7 +106,8 @@ class RunConfig:
         noisy one and needs every date).
     outcome_train : TrainConfig
         The outcome-trained network's (``network_outcome``): by default it minimizes the
-        variance of the returns realized over the ``horizon`` days after each decision.
+        variance of the returns realized over the ``horizon`` days after each decision,
+        with a long/short head (fully invested, gross leverage at most 1.5).
     """
 
     data: str = "sp500"

@@ -163,7 +163,7 @@ def test_loss_and_data_mismatches_are_explained(gfc, gfc_labels):
     assert isinstance(model.predict(gfc), pd.DataFrame)
 
 
-@pytest.mark.parametrize("head", ["softmax", "simplex"])
+@pytest.mark.parametrize("head", ["softmax", "simplex", "long_short"])
 def test_attention_numpy_forward_equals_torch(head):
     import torch
 
@@ -185,3 +185,20 @@ def test_attention_numpy_forward_equals_torch(head):
         np.testing.assert_allclose(net.numpy_forward(x[0]), expected[0], atol=1e-10)
     with pytest.raises(ConfigError, match="not risk features"):
         net.numpy_forward(np.zeros(11))
+
+
+@pytest.mark.parametrize("gross, net", [(1.5, 1.0), (1.0, 1.0), (2.0, 0.0), (1.2, -0.5)])
+def test_numpy_long_short_head_equals_torch(gross, net):
+    import torch
+
+    from neuralfolio.nn._heads import LongShortHead
+    from neuralfolio.nn._network import numpy_head
+
+    head = LongShortHead(gross, net)
+    z = np.random.default_rng(1).normal(scale=0.5, size=(200, 9))
+    z[0] = 0.0  # all scores equal
+    expected = head(torch.tensor(z)).numpy()
+    got = numpy_head(head, z)
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=1), net, atol=1e-12)
+    assert (np.abs(got).sum(axis=1) <= gross + 1e-12).all()

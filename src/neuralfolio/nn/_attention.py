@@ -19,8 +19,8 @@ from torch import nn
 
 from neuralfolio.errors import ConfigError
 from neuralfolio.features import _upper
-from neuralfolio.nn._heads import AllocationHead, SimplexHead, SoftmaxHead
-from neuralfolio.nn._network import _softmax, _sparsemax
+from neuralfolio.nn._heads import AllocationHead, SoftmaxHead
+from neuralfolio.nn._network import numpy_head, numpy_head_ready
 
 __all__ = ["AssetAttentionAllocator", "split_risk_features"]
 
@@ -199,9 +199,9 @@ class AssetAttentionAllocator(nn.Module):
 
     @property
     def numpy_ready(self) -> bool:
-        """Whether :meth:`numpy_forward` can run this network (softmax or simplex head,
-        no cash)."""
-        return type(self.head) in (SoftmaxHead, SimplexHead) and not self.head.cash
+        """Whether :meth:`numpy_forward` can run this network (softmax, simplex or
+        long/short head, no cash)."""
+        return numpy_head_ready(self.head)
 
     def numpy_forward(self, x: np.ndarray) -> np.ndarray:
         """The forward pass in float64 NumPy, for single updates without PyTorch overhead.
@@ -257,8 +257,7 @@ class AssetAttentionAllocator(nn.Module):
         z = (_np_standardize(h) @ p["score.weight"] + p["score.bias"])[..., 0]
         if self.prior:
             z = z + u
-        w = _sparsemax(z) if isinstance(self.head, SimplexHead) else _softmax(
-            z / self.head.temperature)
+        w = numpy_head(self.head, z)
         return w[0] if single else w
 
     def _numpy_params(self) -> dict[str, np.ndarray]:

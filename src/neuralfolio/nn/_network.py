@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from neuralfolio.errors import ConfigError
-from neuralfolio.nn._heads import AllocationHead, SimplexHead, SoftmaxHead
+from neuralfolio.nn._heads import AllocationHead, LongShortHead, SimplexHead, SoftmaxHead
 
 __all__ = ["ACTIVATIONS", "DenseAllocator", "numpy_forward"]
 
@@ -151,6 +151,43 @@ def _sparsemax(z: np.ndarray) -> np.ndarray:
     n_free = np.count_nonzero(s * np.arange(1, n + 1) > cums, axis=-1)
     tau = cums[np.arange(len(flat)), n_free - 1] / n_free
     return np.maximum(flat - tau[:, None], 0.0).reshape(z.shape)
+
+
+def _long_short(z: np.ndarray, gross_leverage: float, net: float) -> np.ndarray:
+    # LongShortHead in NumPy: w = net/n + alpha (z - mean z), alpha found exactly on the
+    # piecewise-linear, convex sum |w| between its breakpoints.
+    flat = z.reshape(-1, z.shape[-1])
+    c = net / flat.shape[-1]
+    out = np.empty_like(flat)
+    for i, row in enumerate(flat):
+        d = row - row.mean()
+        alpha = 1.0
+        if np.abs(c + d).sum() > gross_leverage:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cuts = -c / d
+            cuts = cuts[np.isfinite(cuts) & (cuts > 0.0) & (cuts < 1.0)]
+            points = np.concatenate([[0.0], np.sort(cuts), [1.0]])
+            sums = np.abs(c + points[:, None] * d).sum(axis=1)
+            k = int(np.argmax(sums > gross_leverage))
+            a0, a1, f0, f1 = points[k - 1], points[k], sums[k - 1], sums[k]
+            alpha = a0 + (gross_leverage - f0) * (a1 - a0) / (f1 - f0)
+        out[i] = c + alpha * d
+    return out.reshape(z.shape)
+
+
+def numpy_head(head: AllocationHead, z: np.ndarray) -> np.ndarray:
+    """A head's weights from raw scores in float64 NumPy (softmax, simplex, long/short;
+    no cash). See :func:`numpy_head_ready`."""
+    if isinstance(head, SoftmaxHead):
+        return _softmax(z / head.temperature)
+    if isinstance(head, SimplexHead):
+        return _sparsemax(z)
+    return _long_short(z, head.gross_leverage, head.net)
+
+
+def numpy_head_ready(head: AllocationHead) -> bool:
+    """Whether :func:`numpy_head` implements ``head``."""
+    return type(head) in (SoftmaxHead, SimplexHead, LongShortHead) and not head.cash
 
 
 _NUMPY_ACTIVATIONS = {
