@@ -114,3 +114,14 @@ def test_bad_schedules_are_refused(small_prices):
                      test_start=small_prices.index[10])
     with pytest.raises(DataError, match="Labels are missing"):
         walk_forward(small_prices, pol, labels.iloc[:-100], test_start=small_prices.index[400])
+
+
+def test_statistics_and_paired_intervals_of_a_run(run):
+    stats = run.statistics("optimizer_daily")
+    assert set(stats.index) == set(run.policies)
+    assert stats.loc["optimizer_daily", "tracking_error"] == 0.0
+    paired = run.paired("optimizer_daily", n_boot=200)
+    assert ("equal_weight", "volatility") in paired.index
+    assert (paired["low"] <= paired["high"]).all()
+    with pytest.raises(ConfigError, match="not a policy of this run"):
+        run.paired("optimizer")

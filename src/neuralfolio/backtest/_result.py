@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from neuralfolio.backtest._metrics import policy_metrics
+from neuralfolio.backtest._stats import paired_bootstrap, return_statistics
+from neuralfolio.errors import ConfigError
 
 __all__ = ["BacktestResult"]
 
@@ -49,6 +51,60 @@ class BacktestResult:
     @property
     def policies(self) -> list[str]:
         return list(self.weights)
+
+    def statistics(self, benchmark: str | None = "optimizer_daily") -> pd.DataFrame:
+        """Tail-risk and active-risk figures per policy (:data:`~neuralfolio.backtest.STATISTICS`).
+
+        Parameters
+        ----------
+        benchmark : str, optional
+            Policy the tracking error and information ratio are measured against.
+
+        Returns
+        -------
+        DataFrame, shape (n_policies, n_statistics)
+        """
+        returns = self.portfolio_returns()
+        if benchmark is not None and benchmark not in returns:
+            raise ConfigError(f"benchmark {benchmark!r} is not a policy of this run; choose "
+                              f"one of {', '.join(returns)}.")
+        base = None if benchmark is None else returns[benchmark].to_numpy()
+        return pd.DataFrame.from_dict(
+            {name: return_statistics(returns[name].to_numpy(), base) for name in returns},
+            orient="index")
+
+    def paired(self, baseline: str, statistics: tuple[str, ...] = ("volatility", "sharpe"),
+               **kwargs: Any) -> pd.DataFrame:
+        """Each policy against ``baseline``: differences with block-bootstrap intervals.
+
+        Parameters
+        ----------
+        baseline : str
+            A policy of this run.
+        statistics : tuple of str
+            Keys of :data:`~neuralfolio.backtest.PAIRED_STATISTICS`.
+        **kwargs
+            ``n_boot``, ``block``, ``confidence``, ``seed`` of
+            :func:`~neuralfolio.backtest.paired_bootstrap`.
+
+        Returns
+        -------
+        DataFrame
+            One row per (policy, statistic): ``estimate``, ``low``, ``high`` of
+            ``statistic(policy) - statistic(baseline)``.
+        """
+        returns = self.portfolio_returns()
+        if baseline not in returns:
+            raise ConfigError(f"baseline {baseline!r} is not a policy of this run; choose "
+                              f"one of {', '.join(returns)}.")
+        rows = {}
+        for name in returns:
+            if name == baseline:
+                continue
+            for stat in statistics:
+                iv = paired_bootstrap(returns[name], returns[baseline], stat, **kwargs)
+                rows[(name, stat)] = {"estimate": iv.estimate, "low": iv.low, "high": iv.high}
+        return pd.DataFrame.from_dict(rows, orient="index")
 
     def portfolio_returns(self) -> pd.DataFrame:
         """Daily returns per policy, shape (n_dates, n_policies), indexed by decision date."""
