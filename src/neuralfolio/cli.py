@@ -292,12 +292,11 @@ def train(
         except ValueError:
             raise ConfigError(
                 f"--hidden must be comma-separated integers, got {hidden!r}.") from None
-    if model is not None and model != settings.get("model"):
-        settings.pop("model_options", None)  # options of another family
     flags = {"model": model, "head": head, "loss": loss, "horizon": horizon,
              "activation": activation, "optimizer": optimizer, "lr": lr, "max_epochs": epochs,
              "seed": seed}
-    settings.update({k: v for k, v in flags.items() if v is not None})
+    # flags over the file; another family or head drops the file's options for it
+    settings = with_defaults(settings, {k: v for k, v in flags.items() if v is not None})
     cfg = TrainConfig.from_dict(settings)
     spec = FeatureSpec(features, window)
     imitation = "target" in cfg.loss_fn().needs

@@ -184,18 +184,9 @@ class NeuralAllocator:
             dates = dates[dates <= last] if last is not None else dates[:0]
         gap = max(self.features.window, horizon)
         vf = self.train.val_fraction
-
-        def split(n: int) -> tuple[int, int]:
-            n_val = round(n * vf)
-            return n - n_val - gap, n_val
-
-        def enough(n: int) -> bool:
-            n_train, n_val = split(n)
-            return n_train >= 20 and n_val >= 5
-
-        n_train, n_val = split(len(dates))
-        if not enough(len(dates)):
-            needed = next(n for n in itertools.count(len(dates)) if enough(n))
+        n_train, n_val = split_dates(len(dates), gap, vf)
+        if n_train < MIN_TRAIN_DATES or n_val < MIN_VAL_DATES:
+            needed = min_fit_dates(gap, vf)
             span = f" ({dates[0].date()}..{dates[-1].date()})" if len(dates) else ""
             what = "inputs and labels" if needs_target else "inputs"
             what += f" and {horizon} days of outcomes" if needs_returns else ""
@@ -402,6 +393,28 @@ class NeuralAllocator:
         model.history_ = TrainHistory.from_dict(manifest["history"])
         model.manifest_ = manifest
         return model
+
+
+MIN_TRAIN_DATES = 20
+"""Fewest training dates a fit accepts (after the validation split and purge gap)."""
+MIN_VAL_DATES = 5
+"""Fewest validation dates a fit accepts."""
+
+
+def split_dates(n_dates: int, gap: int, val_fraction: float) -> tuple[int, int]:
+    """Training and validation date counts of a fit on ``n_dates``: the last
+    ``round(val_fraction * n_dates)`` validate, the ``gap`` before them are purged."""
+    n_val = round(n_dates * val_fraction)
+    return n_dates - n_val - gap, n_val
+
+
+def min_fit_dates(gap: int, val_fraction: float) -> int:
+    """Fewest dates :meth:`NeuralAllocator.fit` accepts with this purge gap and split."""
+    for n in itertools.count(1):
+        n_train, n_val = split_dates(n, gap, val_fraction)
+        if n_train >= MIN_TRAIN_DATES and n_val >= MIN_VAL_DATES:
+            return n
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _outcomes(prices: pd.DataFrame, dates: pd.Index, horizon: int) -> np.ndarray:

@@ -25,6 +25,21 @@ from neuralfolio.nn._network import numpy_head, numpy_head_ready
 __all__ = ["AssetAttentionAllocator", "split_risk_features"]
 
 
+def _assets_in(m: int, unconstrained: bool) -> int:
+    """The number of assets whose risk features have width ``m``."""
+    # n + n(n-1)/2 (+ n) = m  ->  n^2 + (1 or 3) n - 2m = 0
+    b = 3 if unconstrained else 1
+    n = round((-b + math.sqrt(b * b + 8 * m)) / 2)
+    if n < 1 or n * (n + b) != 2 * m:
+        layout = "n + n(n-1)/2 + n" if unconstrained else "n + n(n-1)/2"
+        raise ConfigError(
+            f"inputs of width {m} are not risk features of any number of assets "
+            f"(expected {layout} values); build them with FeatureSpec('risk', "
+            f"unconstrained={unconstrained})."
+        )
+    return n
+
+
 def split_risk_features(
     x: torch.Tensor, unconstrained: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -43,17 +58,7 @@ def split_risk_features(
         Full correlation matrices, ones on the diagonal.
     u : tensor, shape (batch, n_assets), or None
     """
-    m = x.shape[-1]
-    # n + n(n-1)/2 (+ n) = m  ->  n^2 + (1 or 3) n - 2m = 0
-    b = 3 if unconstrained else 1
-    n = round((-b + math.sqrt(b * b + 8 * m)) / 2)
-    if n < 1 or n * (n + b) != 2 * m:
-        layout = "n + n(n-1)/2 + n" if unconstrained else "n + n(n-1)/2"
-        raise ConfigError(
-            f"inputs of width {m} are not risk features of any number of assets "
-            f"(expected {layout} values); build them with FeatureSpec('risk', "
-            f"unconstrained={unconstrained})."
-        )
+    n = _assets_in(x.shape[-1], unconstrained)
     n_pairs = n * (n - 1) // 2
     log_vol = x[..., :n]
     rows, cols = torch.triu_indices(n, n, offset=1, device=x.device)
@@ -77,23 +82,11 @@ def _tokens(log_vol, corr, u, xp):
     return xp.stack(parts, -1)
 
 
-def _np_tokens(log_vol, corr, u):
-    return _tokens(log_vol, corr, u, np)
-
-
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 def _np_gelu(z: np.ndarray) -> np.ndarray:
     return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
-
-
-def _np_norm(h: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5
-             ) -> np.ndarray:
-    inv_d = 1.0 / h.shape[-1]
-    c = h - np.add.reduce(h, axis=-1, keepdims=True) * inv_d
-    var = np.add.reduce(c * c, axis=-1, keepdims=True) * inv_d
-    return c * (weight / np.sqrt(var + eps)) + bias
 
 
 def _np_standardize(h: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -219,22 +212,18 @@ class AssetAttentionAllocator(nn.Module):
                               "version; run the network with PyTorch.")
         if getattr(self, "_np", None) is None:
             self._np = self._numpy_params()
-            self._np_sizes: dict[int, int] = {}
         p = self._np
         x = np.asarray(x, dtype=np.float64)
         single = x.ndim == 1
         x = x[None] if single else x
-        n = self._np_sizes.get(x.shape[-1])
-        if n is None:  # validate the width once per universe size
-            n = split_risk_features(torch.from_numpy(x[:1]), self.unconstrained)[0].shape[-1]
-            self._np_sizes[x.shape[-1]] = n
+        n = _assets_in(x.shape[-1], self.unconstrained)
         rows, cols = _upper(n)
         n_pairs = len(rows)
         log_vol = x[:, :n]
         corr = np.ones((len(x), n, n))
         corr[:, rows, cols] = corr[:, cols, rows] = x[:, n : n + n_pairs]
         u = x[:, n + n_pairs :] if self.unconstrained else None
-        h = _np_tokens(log_vol, corr, u)
+        h = _tokens(log_vol, corr, u, np)
         h = _np_gelu(h @ p["embed.0.weight"] + p["embed.0.bias"])
         h = h @ p["embed.2.weight"] + p["embed.2.bias"]
         b, hd, dh = len(x), self.n_heads, self.d_model // self.n_heads
@@ -250,7 +239,7 @@ class AssetAttentionAllocator(nn.Module):
             att = (scores / scores.sum(axis=-1, keepdims=True)) @ vh
             h = h + att.transpose(0, 2, 1, 3).reshape(b, n, -1) @ p[q + "attn_out.weight"] \
                 + p[q + "attn_out.bias"]
-            m = corr @ _np_norm(h, p[q + "norm2.weight"], p[q + "norm2.bias"]) / n
+            m = corr @ (_np_standardize(h) * p[q + "norm2.weight"] + p[q + "norm2.bias"]) / n
             h = h + m @ p[q + "propagate.weight"] + p[q + "propagate.bias"]
             f = _np_gelu(_np_standardize(h) @ p[q + "ff.0.weight"] + p[q + "ff.0.bias"])
             h = h + f @ p[q + "ff.3.weight"] + p[q + "ff.3.bias"]

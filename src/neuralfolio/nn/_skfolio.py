@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import numbers
 from typing import Any
 
@@ -14,14 +13,17 @@ from skfolio.optimization import BaseOptimization
 
 from neuralfolio.errors import ConfigError, DataError
 from neuralfolio.features import FEATURE_KINDS, FeatureSpec
-from neuralfolio.nn._allocator import NeuralAllocator
+from neuralfolio.nn._allocator import (
+    MIN_TRAIN_DATES,
+    MIN_VAL_DATES,
+    NeuralAllocator,
+    min_fit_dates,
+)
 from neuralfolio.nn._config import TrainConfig
 from neuralfolio.optimize import OBJECTIVES, rolling_labels
 
 __all__ = ["NeuralOptimization"]
 
-_MIN_TRAIN_DATES = 20  # NeuralAllocator.fit: training rows after the validation split
-_MIN_VAL_DATES = 5  # and validation rows
 
 
 def _default_train() -> TrainConfig:
@@ -32,14 +34,9 @@ def _min_observations(window: int, val_fraction: float) -> int:
     """Fewest return observations a fit with this ``window`` and ``val_fraction`` needs.
 
     A panel of ``n`` returns gives ``n + 1 - window`` dates with both inputs and labels;
-    :meth:`NeuralAllocator.fit` holds out ``round(val_fraction * dates)`` of them for
-    validation (at least 5), purges ``window`` more, and trains on at least 20.
+    :meth:`NeuralAllocator.fit` needs :func:`min_fit_dates` of them (purge gap ``window``).
     """
-    for n_dates in itertools.count(1):
-        n_val = round(n_dates * val_fraction)
-        if n_dates - n_val - window >= _MIN_TRAIN_DATES and n_val >= _MIN_VAL_DATES:
-            return n_dates + window - 1
-    raise AssertionError("unreachable")  # pragma: no cover
+    return min_fit_dates(window, val_fraction) + window - 1
 
 
 _ARCHITECTURE = ("model", "hidden", "activation", "dropout", "model_options", "head",
@@ -239,7 +236,7 @@ class NeuralOptimization(BaseOptimization):
             raise DataError(
                 f"X has {n_obs} observations, but window={self.window} needs at least "
                 f"{min_obs}: {self.window} returns for the first label, then enough label "
-                f"dates for {_MIN_TRAIN_DATES} training and {_MIN_VAL_DATES} validation dates "
+                f"dates for {MIN_TRAIN_DATES} training and {MIN_VAL_DATES} validation dates "
                 f"with a purge gap of {self.window} between them. Give a longer training set "
                 "(for example a larger WalkForward train_size) or a smaller window."
             )
