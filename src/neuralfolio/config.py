@@ -9,13 +9,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from neuralfolio.errors import ConfigError
 from neuralfolio.nn._config import TrainConfig, from_settings
 
 __all__ = [
     "DEFAULT_IMITATION",
     "DEFAULT_OUTCOME",
+    "DEFAULT_POLICIES",
     "POLICY_NAMES",
+    "SKFOLIO_PREFIX",
     "RunConfig",
     "cache_dir",
     "read_config_file",
@@ -41,9 +45,20 @@ POLICY_NAMES: dict[str, str] = {
                        "re-trained periodically",
     "optimizer_daily": "Minimum-variance optimizer re-solved every day (what the network imitates)",
     "optimizer_at_retrain": "Minimum-variance optimizer re-solved only at re-training dates",
-    "equal_weight": "1/N, rebalanced daily",
+    "equal_weight": "1/N, rebalanced by the run's rule",
+    "inverse_volatility": "Weights proportional to 1 / volatility over the covariance window",
+    "buy_and_hold": "1/N bought once at the start of the test, never rebalanced",
 }
-"""Policies a run can include, with what they are."""
+"""Policies a run can include, with what they are; ``skfolio:NAME`` adds the estimator NAME of
+``skfolio.optimization`` (e.g. ``skfolio:HierarchicalRiskParity``) with default settings,
+re-fitted on the covariance window at every date."""
+
+DEFAULT_POLICIES = ["network", "network_prices", "network_outcome", "optimizer_daily",
+                    "optimizer_at_retrain", "equal_weight", "inverse_volatility",
+                    "buy_and_hold"]
+"""Policies of a run that names none."""
+
+SKFOLIO_PREFIX = "skfolio:"
 
 
 def with_defaults(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +97,35 @@ class RunConfig:
         training period.
     window : int
         Returns per covariance window, for labels, risk inputs and optimizer policies.
-    retrain_every : int
-        Test dates between re-trainings.
+    retrain_every : int or str
+        Test dates between re-trainings, or a calendar (``weekly``, ``monthly``,
+        ``quarterly``, ``yearly``).
+    train_window : int
+        Price rows each (re-)training sees, ending at the re-training date (0: all the
+        history, an expanding window).
+    purge : int
+        Dates left out between the training data and the re-training date.
+    rebalance : str
+        When holdings are traded back to the targets: ``daily``, ``weekly``, ``monthly``,
+        ``quarterly``, ``threshold`` (see :data:`~neuralfolio.backtest.REBALANCE_RULES`).
+    threshold : float
+        Drift (sum of absolute weight differences) that triggers a ``threshold`` trade.
+    cost_bps : float
+        Transaction cost, basis points of the amount traded.
+    fixed_cost : float
+        Cost per order, as a fraction of the initial wealth (1.0).
+    cash_rate : float
+        Annual rate on cash (``1 - sum of weights``).
+    benchmark : str
+        Policy the tracking error and information ratio are measured against (when the
+        run includes it).
+    baselines : list of str
+        Policies every other one is compared with by paired block bootstrap (those the
+        run includes).
+    n_jobs : int
+        Walk-forward workers (-1: every core).
+    backend : str, optional
+        joblib backend of those workers (``loky``, ``threading``, ``ray``, ...).
     augment : int
         Synthetic covariance scenarios added to each training of the risk network.
     fine_tune : bool
@@ -95,7 +137,7 @@ class RunConfig:
     refit_recent : int
         Dates of the newest data each fine-tuning trains on (0: all the history).
     policies : list of str
-        Names from :data:`POLICY_NAMES`.
+        Names from :data:`POLICY_NAMES`, or ``skfolio:NAME``.
     train : TrainConfig
         The imitation network's (``network``); ``network_prices`` uses it too.
     outcome_window : int
@@ -118,13 +160,24 @@ class RunConfig:
     test_start: str = "2011-01-01"
     test_end: str | None = None
     window: int = 126
-    retrain_every: int = 63
+    retrain_every: int | str = 63
+    train_window: int = 0
+    purge: int = 0
+    rebalance: str = "daily"
+    threshold: float = 0.05
+    cost_bps: float = 5.0
+    fixed_cost: float = 0.0
+    cash_rate: float = 0.0
+    benchmark: str = "optimizer_daily"
+    baselines: list[str] = field(default_factory=lambda: ["optimizer_daily", "equal_weight"])
+    n_jobs: int = 1
+    backend: str | None = None
     augment: int = 20_000
     fine_tune: bool = True
     refit_epochs: int = 3
     refit_augment: int = 2_000
     refit_recent: int = 1008
-    policies: list[str] = field(default_factory=lambda: list(POLICY_NAMES))
+    policies: list[str] = field(default_factory=lambda: list(DEFAULT_POLICIES))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(**DEFAULT_IMITATION))
     outcome_window: int = 252
     outcome_refit_recent: int = 0
@@ -136,16 +189,30 @@ class RunConfig:
         if isinstance(self.outcome_train, dict):
             self.outcome_train = TrainConfig.from_dict(
                 with_defaults(DEFAULT_OUTCOME, self.outcome_train))
-        unknown = [p for p in self.policies if p not in POLICY_NAMES]
+        unknown = [p for p in self.policies
+                   if p not in POLICY_NAMES and not p.startswith(SKFOLIO_PREFIX)]
         if unknown:
             raise ConfigError(
-                f"Unknown policy name(s) {unknown}; choose from {', '.join(POLICY_NAMES)}."
+                f"Unknown policy name(s) {unknown}; choose from {', '.join(POLICY_NAMES)}, "
+                f"or {SKFOLIO_PREFIX}NAME for a skfolio estimator."
             )
         if not self.policies:
             raise ConfigError("policies is empty; name at least one policy to backtest.")
-        for name in ("window", "retrain_every", "outcome_window"):
+        for name in ("window", "outcome_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        from neuralfolio.backtest import retrain_starts
+
+        retrain_starts(pd.DatetimeIndex([]), self.retrain_every)  # validates the schedule
+        self.execution()  # validates rebalancing, costs and cash
+        if self.train_window < 0 or self.purge < 0:
+            raise ConfigError(f"train_window and purge must be >= 0 dates, got "
+                              f"{self.train_window} and {self.purge}.")
+        odd = [n for n in (self.benchmark, *self.baselines)
+               if n not in POLICY_NAMES and not n.startswith(SKFOLIO_PREFIX)]
+        if odd:
+            raise ConfigError(f"benchmark/baselines name unknown policies {odd}; choose from "
+                              f"{', '.join(POLICY_NAMES)}.")
         if self.refit_epochs < 1 or min(self.refit_recent, self.outcome_refit_recent) < 0:
             raise ConfigError(
                 f"refit_epochs must be >= 1 and refit_recent >= 0, got {self.refit_epochs} "
@@ -153,6 +220,14 @@ class RunConfig:
         if self.augment < 0 or self.refit_augment < 0:
             raise ConfigError(f"augment and refit_augment must be >= 0, got {self.augment} "
                               f"and {self.refit_augment}.")
+
+    def execution(self) -> Any:
+        """The run's :class:`~neuralfolio.backtest.Execution` (rebalancing, costs, cash)."""
+        from neuralfolio.backtest import Execution
+
+        return Execution(rebalance=self.rebalance, threshold=self.threshold,
+                         cost_bps=self.cost_bps, fixed_cost=self.fixed_cost,
+                         cash_rate=self.cash_rate)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

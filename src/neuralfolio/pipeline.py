@@ -8,12 +8,20 @@ from pathlib import Path
 import pandas as pd
 
 from neuralfolio.backtest import BacktestResult, walk_forward
-from neuralfolio.config import RunConfig, cache_dir
+from neuralfolio.config import SKFOLIO_PREFIX, RunConfig, cache_dir
 from neuralfolio.data import load_prices
 from neuralfolio.features import FeatureSpec
 from neuralfolio.nn import NeuralAllocator, TrainConfig
 from neuralfolio.optimize import min_variance_labels
-from neuralfolio.policies import EqualWeight, MinVariancePolicy, NeuralPolicy, Policy
+from neuralfolio.policies import (
+    BuyAndHold,
+    EqualWeight,
+    InverseVolatility,
+    MinVariancePolicy,
+    NeuralPolicy,
+    Policy,
+    SkfolioPolicy,
+)
 
 __all__ = ["build_policies", "load_run_prices", "run_backtest"]
 
@@ -45,8 +53,12 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
         "optimizer_daily": lambda: MinVariancePolicy(w, "daily"),
         "optimizer_at_retrain": lambda: MinVariancePolicy(w, "at_fit"),
         "equal_weight": EqualWeight,
+        "inverse_volatility": lambda: InverseVolatility(w),
+        "buy_and_hold": BuyAndHold,
     }
-    return {name: makers[name]() for name in config.policies}
+    return {name: SkfolioPolicy.named(name.removeprefix(SKFOLIO_PREFIX), w)
+            if name.startswith(SKFOLIO_PREFIX) else makers[name]()
+            for name in config.policies}
 
 
 def _course(train: TrainConfig) -> TrainConfig:
@@ -82,7 +94,9 @@ def run_backtest(
     result = walk_forward(
         prices, build_policies(config), labels.weights,
         test_start=config.test_start, test_end=config.test_end,
-        retrain_every=config.retrain_every, progress=progress,
+        retrain_every=config.retrain_every, train_window=config.train_window or None,
+        purge=config.purge, execution=config.execution(), n_jobs=config.n_jobs,
+        backend=config.backend, progress=progress,
     )
     result.config = replace(config).to_dict()
     result.config["assets"] = [str(c) for c in prices.columns]

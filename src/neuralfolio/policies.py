@@ -10,7 +10,7 @@ asked for weights in two ways that must agree:
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,16 @@ from neuralfolio.nn import NeuralAllocator
 from neuralfolio.optimize import OBJECTIVES, Constraints, PortfolioSolver
 from neuralfolio.risk import ledoit_wolf, rolling_covariances, sample_covariance
 
-__all__ = ["EqualWeight", "MinVariancePolicy", "NeuralPolicy", "OptimizerPolicy", "Policy"]
+__all__ = [
+    "BuyAndHold",
+    "EqualWeight",
+    "InverseVolatility",
+    "MinVariancePolicy",
+    "NeuralPolicy",
+    "OptimizerPolicy",
+    "Policy",
+    "SkfolioPolicy",
+]
 
 
 @runtime_checkable
@@ -35,6 +44,13 @@ class Policy(Protocol):
         Price rows one update reads (the latest included).
     needs_labels : bool
         Whether :meth:`fit` uses label weights.
+    carries_state : bool, optional
+        Whether a fit builds on the previous one (a fine-tuned network); policies without
+        it may be fitted for different re-training dates in parallel. Assumed true when
+        missing.
+    rebalance : str, optional
+        A rebalancing rule of its own (:data:`~neuralfolio.backtest.REBALANCE_RULES`),
+        e.g. ``"never"`` for buy-and-hold; when missing the run's rule applies.
     """
 
     lookback: int
@@ -64,6 +80,7 @@ def _tail(prices: pd.DataFrame, dates: pd.DatetimeIndex, lookback: int) -> pd.Da
 class _Base:
     lookback = 1
     needs_labels = False
+    carries_state = False
 
     def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None):
         return self
@@ -85,6 +102,102 @@ class EqualWeight(_Base):
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         n = prices.shape[1]
         return pd.DataFrame(1.0 / n, index=dates, columns=prices.columns)
+
+
+class BuyAndHold(EqualWeight):
+    """1/N bought on the first test date and never traded again: the weights drift with prices.
+
+    The policy's targets are 1/N; its ``rebalance = "never"`` tells the simulator to trade
+    only once.
+    """
+
+    rebalance = "never"
+
+
+class InverseVolatility(_Base):
+    """Weights proportional to 1 / volatility of each asset over the trailing window.
+
+    Parameters
+    ----------
+    window : int
+        Returns per volatility estimate.
+    """
+
+    def __init__(self, window: int = 126) -> None:
+        if window < 2:
+            raise ConfigError(f"InverseVolatility needs a window of >= 2 returns, got {window}.")
+        self.window = window
+        self.lookback = window + 1
+
+    @staticmethod
+    def _from_vol(vol: np.ndarray) -> np.ndarray:
+        inv = 1.0 / np.maximum(vol, 1e-12)
+        return inv / inv.sum(axis=-1, keepdims=True)
+
+    def weights(self, history: np.ndarray) -> np.ndarray:
+        tail = np.asarray(history[-self.lookback :], dtype=np.float64)
+        return self._from_vol((tail[1:] / tail[:-1] - 1.0).std(axis=0, ddof=1))
+
+    def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
+        returns = simple_returns(_tail(prices, dates, self.lookback)).to_numpy()
+        windows = sliding_window_view(returns, self.window, axis=0)  # (dates, assets, window)
+        return pd.DataFrame(self._from_vol(windows.std(axis=-1, ddof=1)), index=dates,
+                            columns=prices.columns)
+
+
+class SkfolioPolicy(_Base):
+    """Any skfolio portfolio estimator, fitted on the trailing window of returns.
+
+    Parameters
+    ----------
+    estimator : skfolio BaseOptimization
+        E.g. ``HierarchicalRiskParity()`` or ``MeanRisk(risk_measure=RiskMeasure.CVAR)``;
+        cloned before each fit, so the instance passed in stays unfitted.
+    window : int
+        Returns per fit.
+    resolve : {"daily", "at_fit"}
+        Re-fit at every update, or once per re-training date (weights held in between).
+    """
+
+    def __init__(self, estimator: Any, window: int = 126, resolve: str = "daily") -> None:
+        if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
+            raise ConfigError(
+                f"SkfolioPolicy takes a skfolio estimator (with fit and get_params), got "
+                f"{type(estimator).__name__}.")
+        if resolve not in ("daily", "at_fit"):
+            raise ConfigError(f"resolve must be 'daily' or 'at_fit', got {resolve!r}.")
+        self.estimator, self.window, self.resolve = estimator, window, resolve
+        self.lookback = window + 1
+
+    @classmethod
+    def named(cls, name: str, window: int = 126, resolve: str = "daily") -> SkfolioPolicy:
+        """The estimator class ``name`` of ``skfolio.optimization`` with default settings."""
+        import skfolio.optimization as so
+
+        est = getattr(so, name, None)
+        if not isinstance(est, type) or not hasattr(est, "fit"):
+            known = sorted(n for n in dir(so) if not n.startswith("_") and isinstance(
+                getattr(so, n), type) and hasattr(getattr(so, n), "fit"))
+            raise ConfigError(f"skfolio.optimization has no estimator {name!r}; choose one "
+                              f"of {', '.join(known)}.")
+        return cls(est(), window, resolve)
+
+    def _solve(self, history: np.ndarray) -> np.ndarray:
+        from sklearn.base import clone
+
+        tail = np.asarray(history[-self.lookback :], dtype=np.float64)
+        est = clone(self.estimator).fit(tail[1:] / tail[:-1] - 1.0)
+        return np.asarray(est.weights_, dtype=np.float64)
+
+    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> SkfolioPolicy:
+        if self.resolve == "at_fit":
+            self.weights_ = self._solve(prices.to_numpy())
+        return self
+
+    def weights(self, history: np.ndarray) -> np.ndarray:
+        if self.resolve == "at_fit":
+            return self.weights_.copy()
+        return self._solve(history)
 
 
 class OptimizerPolicy(_Base):
@@ -212,6 +325,7 @@ class NeuralPolicy(_Base):
                               else int(refit_augment))
         self.progress = progress
         self.lookback = allocator.features.lookback
+        self.carries_state = fine_tune
         # Outcome-trained networks (e.g. loss "variance") learn from realized returns only.
         self.needs_labels = "target" in allocator.train.loss_fn().needs
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuralfolio.backtest import drifted_weights, policy_metrics, walk_forward
+from neuralfolio.backtest import policy_metrics, simulate, walk_forward
 from neuralfolio.config import RunConfig
 from neuralfolio.data import simple_returns
 from neuralfolio.errors import ConfigError, DataError, InsufficientHistoryError
@@ -79,12 +79,14 @@ def test_metrics_on_a_hand_worked_case():
     w = pd.DataFrame([[0.5, 0.5], [1.0, 0.0], [0.5, 0.5]], index=idx, columns=["a", "b"])
     r = pd.DataFrame([[0.10, -0.10], [0.0, 0.0], [0.02, 0.0]], index=idx, columns=["a", "b"])
     ref = pd.DataFrame([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], index=idx, columns=["a", "b"])
-    m = policy_metrics(w, r, ref)
+    sim = simulate(w, r)
+    m = policy_metrics(sim, w, ref)
     # Day 1 drifts 50/50 to 55/45; trading to 100/0 turns over 0.45 + 0.45 = 0.9.
     # Day 2 holds 100/0 flat; trading to 50/50 turns over 1.0.
-    np.testing.assert_allclose(drifted_weights(w.to_numpy()[:1], r.to_numpy()[:1]), [[0.55, 0.45]])
+    np.testing.assert_allclose(sim.traded, [1.0, 0.9, 1.0])
     assert m["turnover"] == pytest.approx((0.9 + 1.0) / 2)
     assert m["l1_to_optimizer"] == pytest.approx((0 + 1.0 + 0) / 3)
+    assert m["cost"] == 0.0
 
 
 def test_run_is_saved(run, tmp_path):

@@ -1,20 +1,50 @@
-"""Walk-forward engine: re-fit every k test dates on the past, decide daily, realize next day."""
+"""Walk-forward engine: re-fit on a schedule on the past, decide daily, realize next day."""
 
 from __future__ import annotations
 
+import copy
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from neuralfolio.backtest._result import BacktestResult
+from neuralfolio.backtest._simulate import Execution
 from neuralfolio.data import require_history, simple_returns
 from neuralfolio.errors import ConfigError, DataError
+from neuralfolio.optimize._parallel import chunk_bounds, parallel_chunks
 from neuralfolio.policies import Policy
 
-__all__ = ["walk_forward"]
+__all__ = ["RETRAIN_CALENDARS", "retrain_starts", "walk_forward"]
+
+RETRAIN_CALENDARS = {"weekly": "W", "monthly": "M", "quarterly": "Q", "yearly": "Y"}
+"""Calendar re-training schedules: re-train at the first test date of each period."""
+
+
+def retrain_starts(test: pd.DatetimeIndex, every: int | str) -> list[int]:
+    """Positions in ``test`` where a re-training happens (the first date always).
+
+    Parameters
+    ----------
+    test : DatetimeIndex
+        Decision dates.
+    every : int or str
+        Test dates between re-trainings, or a key of :data:`RETRAIN_CALENDARS`.
+    """
+    if isinstance(every, str) and every.lstrip("-").isdigit():
+        every = int(every)
+    if isinstance(every, str):
+        if every not in RETRAIN_CALENDARS:
+            raise ConfigError(f"retrain_every is a number of test dates or one of "
+                              f"{', '.join(RETRAIN_CALENDARS)}; got {every!r}.")
+        period = test.to_period(RETRAIN_CALENDARS[every]).asi8
+        return [0, *(np.flatnonzero(period[1:] != period[:-1]) + 1).tolist()]
+    if every < 1:
+        raise ConfigError(f"retrain_every must be >= 1 trading day, got {every}.")
+    return list(range(0, len(test), every))
 
 
 def walk_forward(
@@ -24,42 +54,68 @@ def walk_forward(
     *,
     test_start: str | pd.Timestamp,
     test_end: str | pd.Timestamp | None = None,
-    retrain_every: int = 63,
+    retrain_every: int | str = 63,
+    train_window: int | None = None,
+    purge: int = 0,
+    execution: Execution | None = None,
     timed_updates: int = 4,
+    n_jobs: int = 1,
+    backend: str | None = None,
     progress: bool = False,
 ) -> BacktestResult:
     """Run every policy through the same walk-forward schedule.
 
     At each re-training date tau (the first test date, then every ``retrain_every`` test
-    dates) each policy is fitted on prices up to tau and labels up to tau. It then decides
-    weights at the close of each date t of the block, from prices up to t; those weights earn
-    the returns of t+1. Nothing after t is visible to a decision at t.
+    dates or at the start of each calendar period) each policy is fitted on the prices and
+    labels of its training window, which ends ``purge`` dates before tau. It then decides
+    target weights at the close of each date t of the block, from prices up to t; those
+    weights earn the returns of t+1 (through the trading simulator). Nothing after t is
+    visible to a decision at t.
 
     Parameters
     ----------
     prices : DataFrame, shape (n_dates, n_assets)
         Validated prices; the rows before ``test_start`` are the initial training period.
     policies : mapping of str to Policy
+        A policy with a ``rebalance`` attribute (e.g. buy-and-hold's ``"never"``) trades on
+        that rule instead of ``execution``'s.
     labels : DataFrame, shape (n_labels, n_assets)
         The daily optimizer's weights (row t from data up to t); used to train policies that
         need labels and as the reference for the L1 figure.
     test_start, test_end : date-like
         First and last decision dates (the last is cut to the day before the panel ends).
-    retrain_every : int
-        Test dates between re-trainings.
+    retrain_every : int or str
+        Test dates between re-trainings, or a calendar: ``weekly``, ``monthly``,
+        ``quarterly``, ``yearly``.
+    train_window : int, optional
+        Rolling training window: the newest ``train_window`` price rows up to the end of
+        the training data. None: expanding (all the history).
+    purge : int
+        Dates left out between the end of the training data and the re-training date, so
+        that no training label or outcome overlaps the test block.
+    execution : Execution, optional
+        Rebalancing rule, costs and cash rate (default: daily, free, no interest).
     timed_updates : int
         Dates per block on which one single update per policy is timed (after one untimed
         warm-up call) and compared with the batch weights.
+    n_jobs : int
+        Workers (-1: every core). Policies run in parallel; the blocks of a policy that
+        carries no state from one fit to the next (``carries_state`` false: optimizers,
+        networks re-fitted from scratch) run in parallel too. Timings taken in parallel
+        share the cores.
+    backend : str, optional
+        joblib backend (``loky``, ``threading``, or a registered one such as ``ray``), the
+        same as for labels.
     progress : bool
 
     Returns
     -------
     BacktestResult
     """
-    if retrain_every < 1:
-        raise ConfigError(f"retrain_every must be >= 1 trading day, got {retrain_every}.")
     if not policies:
         raise ConfigError("No policies to backtest.")
+    if purge < 0:
+        raise ConfigError(f"purge must be >= 0 dates, got {purge}.")
     idx = prices.index
     start = pd.Timestamp(test_start)
     end = pd.Timestamp(test_end) if test_end is not None else idx[-1]
@@ -70,10 +126,17 @@ def walk_forward(
             f"a panel covering {idx[0].date()}..{idx[-1].date()}; it needs at least two dates "
             "followed by one more day of prices."
         )
+    starts = retrain_starts(test, retrain_every)
     n_before = int(idx.get_loc(test[0]))
     lookback = max(p.lookback for p in policies.values())
-    require_history(prices.iloc[: n_before + 1], lookback + 1,
-                    what=f"the policies' lookback ({lookback} prices) before {test[0].date()}")
+    require_history(prices.iloc[: n_before + 1 - purge], lookback + 1,
+                    what=f"the policies' lookback ({lookback} prices) before {test[0].date()}"
+                         + (f" less the purge of {purge} dates" if purge else ""))
+    if train_window is not None and train_window < lookback + 1:
+        raise ConfigError(
+            f"train_window ({train_window} dates) must exceed the policies' lookback "
+            f"({lookback} prices); use at least {lookback + 1}, or None for an expanding "
+            "window.")
     missing = test.difference(labels.index)
     if len(missing):
         raise DataError(
@@ -81,53 +144,98 @@ def walk_forward(
             "make labels from the same price panel."
         )
 
-    next_returns = simple_returns(prices).shift(-1).loc[test]
-    starts = list(range(0, len(test), retrain_every))
+    blocks = [test[s:e] for s, e in zip(starts, [*starts[1:], len(test)], strict=True)]
+    schedule = _Schedule(prices, labels, train_window, purge, timed_updates)
+    tasks = []
+    for name, policy in policies.items():
+        stateless = not getattr(policy, "carries_state", True)
+        chunks = chunk_bounds(len(blocks), n_jobs) if stateless else [(0, len(blocks))]
+        for a, b in chunks:
+            own = policy if n_jobs == 1 else copy.deepcopy(policy)
+            tasks.append((schedule, name, own, blocks[a:b]))
+    if n_jobs == 1:
+        # In process: a finer progress bar, one step per policy and re-training date.
+        bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                       TextColumn("{task.completed}/{task.total} fits"), TimeElapsedColumn(),
+                       disable=not progress, transient=True)
+        with bar:
+            task_id = bar.add_task("walk-forward", total=len(blocks) * len(policies))
+
+            def tick(name: str, tau: pd.Timestamp) -> None:
+                bar.update(task_id, advance=1, description=f"walk-forward {tau.date()} {name}")
+
+            parts = [_run_blocks(*task, tick=tick) for task in tasks]
+    else:
+        parts = parallel_chunks(_run_blocks, tasks, n_jobs=n_jobs, backend=backend,
+                                progress=progress, description="walk-forward (tasks)")
+
     weights: dict[str, list[pd.DataFrame]] = {name: [] for name in policies}
     fit_seconds: dict[str, list[float]] = {name: [] for name in policies}
     update_seconds: dict[str, list[float]] = {name: [] for name in policies}
     path_gap: dict[str, float] = dict.fromkeys(policies, 0.0)
-    values = prices.to_numpy()
+    for (_, name, _, _), part in zip(tasks, parts, strict=True):
+        weights[name].extend(part["weights"])
+        fit_seconds[name].extend(part["fit_seconds"])
+        update_seconds[name].extend(part["update_seconds"])
+        path_gap[name] = max(path_gap[name], part["path_gap"])
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} re-trainings"),
-                   TimeElapsedColumn(), disable=not progress, transient=True)
-    with bar:
-        task = bar.add_task("walk-forward", total=len(starts))
-        for s in starts:
-            block = test[s : s + retrain_every]
-            tau = block[0]
-            seen = prices.loc[:tau]
-            seen_labels = labels.loc[:tau]
-            visible = prices.loc[: block[-1]]
-            timed = np.unique(np.linspace(0, len(block) - 1, min(timed_updates, len(block)),
-                                          dtype=int))
-            for name, policy in policies.items():
-                bar.update(task, description=f"walk-forward {tau.date()} {name}")
-                t0 = time.perf_counter()
-                policy.fit(seen, seen_labels if policy.needs_labels else None)
-                fit_seconds[name].append(time.perf_counter() - t0)
-                w = policy.weights_batch(visible, block)
-                # One untimed call first, as a running service is warm (lazy caches filled).
-                first = int(idx.get_loc(block[0]))
-                policy.weights(values[first + 1 - policy.lookback : first + 1])
-                for i in timed:
-                    row = int(idx.get_loc(block[i]))
-                    history = values[row + 1 - policy.lookback : row + 1]
-                    t0 = time.perf_counter()
-                    single = policy.weights(history)
-                    update_seconds[name].append(time.perf_counter() - t0)
-                    gap = float(np.abs(single - w.iloc[i].to_numpy()).max())
-                    path_gap[name] = max(path_gap[name], gap)
-                weights[name].append(w)
-            bar.advance(task)
-
+    ex = execution or Execution()
     return BacktestResult(
         weights={name: pd.concat(parts) for name, parts in weights.items()},
-        next_returns=next_returns,
+        next_returns=simple_returns(prices).shift(-1).loc[test],
         reference=labels.loc[test],
         retrain_dates=[test[s] for s in starts],
         fit_seconds=fit_seconds,
         update_seconds=update_seconds,
         path_gap=path_gap,
+        execution={name: ex.with_rebalance(getattr(p, "rebalance", None))
+                   for name, p in policies.items()},
     )
+
+
+class _Schedule:
+    """What a block's fit may see, shared by every task."""
+
+    def __init__(self, prices: pd.DataFrame, labels: pd.DataFrame, train_window: int | None,
+                 purge: int, timed_updates: int) -> None:
+        self.prices, self.labels = prices, labels
+        self.train_window, self.purge, self.timed_updates = train_window, purge, timed_updates
+
+    def training(self, tau: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame]:
+        stop = int(self.prices.index.get_loc(tau)) + 1 - self.purge
+        first = 0 if self.train_window is None else max(0, stop - self.train_window)
+        seen = self.prices.iloc[first:stop]
+        return seen, self.labels.loc[seen.index[0]: seen.index[-1]]
+
+
+def _run_blocks(schedule: _Schedule, name: str, policy: Policy,
+                blocks: list[pd.DatetimeIndex],
+                tick: Callable[[str, pd.Timestamp], None] | None = None) -> dict[str, Any]:
+    """Fit and decide one policy through consecutive blocks (one parallel task)."""
+    prices, idx = schedule.prices, schedule.prices.index
+    values = prices.to_numpy()
+    out: dict[str, Any] = {"weights": [], "fit_seconds": [], "update_seconds": [],
+                           "path_gap": 0.0}
+    for block in blocks:
+        seen, seen_labels = schedule.training(block[0])
+        t0 = time.perf_counter()
+        policy.fit(seen, seen_labels if policy.needs_labels else None)
+        out["fit_seconds"].append(time.perf_counter() - t0)
+        w = policy.weights_batch(prices.loc[: block[-1]], block)
+        timed = np.unique(np.linspace(0, len(block) - 1, min(schedule.timed_updates,
+                                                             len(block)), dtype=int))
+        # One untimed call first, as a running service is warm (lazy caches filled).
+        first = int(idx.get_loc(block[0]))
+        policy.weights(values[first + 1 - policy.lookback : first + 1])
+        for i in timed:
+            row = int(idx.get_loc(block[i]))
+            history = values[row + 1 - policy.lookback : row + 1]
+            t0 = time.perf_counter()
+            single = policy.weights(history)
+            out["update_seconds"].append(time.perf_counter() - t0)
+            gap = float(np.abs(single - w.iloc[i].to_numpy()).max())
+            out["path_gap"] = max(out["path_gap"], gap)
+        out["weights"].append(w)
+        if tick is not None:
+            tick(name, block[0])
+    return out
