@@ -24,7 +24,7 @@ def price_file(tmp_path_factory):
 @pytest.mark.parametrize(
     "command",
     [["data", "list"], ["data", "show"], ["labels"], ["train"], ["predict"], ["backtest"],
-     ["demo"]],
+     ["demo"], ["report"]],
 )
 def test_every_command_has_help_with_an_example(command):
     result = _invoke(*command, "--help")
@@ -86,16 +86,42 @@ def test_backtest_json(price_file, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text(
         'window = 60\nretrain_every = 100\naugment = 50\n'
-        'policies = ["network", "optimizer_daily", "equal_weight"]\n'
+        'policies = ["network", "optimizer_daily", "equal_weight", "buy_and_hold"]\n'
         '[train]\nhidden = [8]\nmax_epochs = 4\n'
     )
     out = tmp_path / "run"
     result = _invoke("backtest", str(price_file), "--config", str(cfg), "--test-start",
-                     "2001-06-01", "--out", str(out), "--json")
+                     "2001-06-01", "--cost-bps", "7", "--rebalance", "weekly", "--purge", "3",
+                     "--retrain-every", "monthly", "--out", str(out), "--json")
     summary = json.loads(result.stdout)
-    assert set(summary["policies"]) == {"network", "optimizer_daily", "equal_weight"}
+    assert set(summary["policies"]) == {"network", "optimizer_daily", "equal_weight",
+                                        "buy_and_hold"}
+    assert summary["policies"]["equal_weight"]["cost"] > 0
+    pairs = {(p["policy"], p["baseline"], p["statistic"]) for p in summary["paired"]}
+    assert ("network", "optimizer_daily", "volatility") in pairs
+    assert ("network", "equal_weight", "sharpe") in pairs
     saved = json.loads((out / "config.json").read_text())
     assert saved["window"] == 60 and saved["train"]["hidden"] == [8]
+    assert (saved["cost_bps"], saved["rebalance"], saved["purge"]) == (7.0, "weekly", 3)
+    assert saved["retrain_every"] == "monthly"
+    run = json.loads((out / "run.json").read_text())
+    assert run["execution"]["buy_and_hold"]["rebalance"] == "never"
+    assert (out / "report.html").stat().st_size > 10_000
+    # The report can be written again from the run directory alone.
+    (out / "report.html").unlink()
+    _invoke("report", str(out))
+    assert (out / "report.html").exists()
+
+
+def test_demo_cases(monkeypatch, capsys):
+    from neuralfolio.pipeline import demo_config
+
+    gfc = demo_config("gfc", seed=3)
+    assert gfc.data == "gfc" and gfc.test_start.startswith("2008")
+    assert gfc.report_focus[2] == "September 2008" and gfc.train.seed == 3
+    assert demo_config("sp500").test_end == "2022-12-31"
+    err = _main_error(monkeypatch, capsys, "demo", "--case", "dotcom")
+    assert "Unknown demo case 'dotcom'" in err and "gfc" in err
 
 
 def _main_error(monkeypatch, capsys, *args):
@@ -117,6 +143,10 @@ def test_errors_are_one_clear_line(monkeypatch, capsys, price_file, tmp_path):
     assert "Unknown policy name" in err
     err = _main_error(monkeypatch, capsys, "predict", str(tmp_path))
     assert "not a saved model" in err
+    err = _main_error(monkeypatch, capsys, "report", str(tmp_path))
+    assert "not a saved backtest run" in err
+    err = _main_error(monkeypatch, capsys, "backtest", "--rebalance", "hourly")
+    assert "Unknown rebalance rule 'hourly'" in err
 
 
 def test_predict_rejects_bad_prices(monkeypatch, capsys, price_file, tmp_path):
@@ -139,8 +169,10 @@ def test_demo_lesson_reads_the_table(tmp_path):
 
     cfg = RunConfig(data="gfc", test_start="2008-01-01", window=60, retrain_every=250,
                     augment=200, train=TrainConfig(hidden=(8,), max_epochs=3),
-                    outcome_window=60, outcome_train={"max_epochs": 2, "horizon": 5})
+                    outcome_window=60, outcome_train={"max_epochs": 2, "horizon": 5},
+                    report_focus=["2008-09-01", "2008-09-30", "September 2008"])
     text = _demo_lesson(run_backtest(cfg, tmp_path), cfg)
+    assert "Through September 2008: mean L1 to the daily optimizer network" in text
     assert "Trained on realized variance, without labels: volatility" in text
     assert "The course's price inputs: L1" in text
     assert "outside its training range" in text

@@ -57,3 +57,29 @@ def test_settings_keep_defaults_but_not_options_of_another_family_or_head():
     assert cfg.train.model == "dense" and cfg.train.model_options == {}
     assert cfg.train.head == "simplex"  # the run default head stays
     assert RunConfig().outcome_train.head_options == {"gross_leverage": 1.5}
+
+
+def test_trading_and_schedule_settings(tmp_path):
+    (tmp_path / "run.yaml").write_text(
+        "rebalance: weekly\ncost_bps: 2.5\nfixed_cost: 0.0001\ncash_rate: 0.03\n"
+        "retrain_every: quarterly\ntrain_window: 1000\npurge: 5\n"
+        "policies: [optimizer_daily, equal_weight, buy_and_hold, 'skfolio:RiskBudgeting']\n")
+    cfg = RunConfig.from_file(tmp_path / "run.yaml")
+    ex = cfg.execution()
+    assert (ex.rebalance, ex.cost_bps, ex.fixed_cost, ex.cash_rate) == ("weekly", 2.5, 1e-4, 0.03)
+    assert cfg.retrain_every == "quarterly" and cfg.train_window == 1000 and cfg.purge == 5
+    assert RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"rebalance": "hourly"}, "Unknown rebalance rule 'hourly'"),
+    ({"cost_bps": -1}, "cost_bps must be a finite number >= 0"),
+    ({"retrain_every": "fortnightly"}, "retrain_every is a number of test dates or one of"),
+    ({"retrain_every": 0}, "retrain_every must be >= 1"),
+    ({"purge": -3}, "train_window and purge must be >= 0"),
+    ({"policies": ["network", "skfolio_HRP"]}, "Unknown policy name"),
+    ({"baselines": ["optimiser"]}, "benchmark/baselines name unknown policies"),
+])
+def test_bad_trading_settings_are_explained(settings, match):
+    with pytest.raises(ConfigError, match=match):
+        RunConfig.from_dict(settings)

@@ -126,6 +126,9 @@ class RunConfig:
         Walk-forward workers (-1: every core).
     backend : str, optional
         joblib backend of those workers (``loky``, ``threading``, ``ray``, ...).
+    report_focus : list of str, optional
+        ``[start, end, label]``: a window the report zooms into (weights of the network and
+        the optimizer through it), e.g. ``["2008-08-01", "2008-11-28", "September 2008"]``.
     augment : int
         Synthetic covariance scenarios added to each training of the risk network.
     fine_tune : bool
@@ -172,6 +175,7 @@ class RunConfig:
     baselines: list[str] = field(default_factory=lambda: ["optimizer_daily", "equal_weight"])
     n_jobs: int = 1
     backend: str | None = None
+    report_focus: list[str] | None = None
     augment: int = 20_000
     fine_tune: bool = True
     refit_epochs: int = 3
@@ -203,11 +207,16 @@ class RunConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         from neuralfolio.backtest import retrain_starts
 
+        if isinstance(self.retrain_every, str) and self.retrain_every.strip().isdigit():
+            self.retrain_every = int(self.retrain_every)
+
         retrain_starts(pd.DatetimeIndex([]), self.retrain_every)  # validates the schedule
         self.execution()  # validates rebalancing, costs and cash
         if self.train_window < 0 or self.purge < 0:
             raise ConfigError(f"train_window and purge must be >= 0 dates, got "
                               f"{self.train_window} and {self.purge}.")
+        if self.report_focus is not None and len(self.report_focus) != 3:
+            raise ConfigError(f"report_focus is [start, end, label], got {self.report_focus}.")
         odd = [n for n in (self.benchmark, *self.baselines)
                if n not in POLICY_NAMES and not n.startswith(SKFOLIO_PREFIX)]
         if odd:

@@ -10,6 +10,7 @@ import pandas as pd
 from neuralfolio.backtest import BacktestResult, walk_forward
 from neuralfolio.config import SKFOLIO_PREFIX, RunConfig, cache_dir
 from neuralfolio.data import load_prices
+from neuralfolio.errors import ConfigError
 from neuralfolio.features import FeatureSpec
 from neuralfolio.nn import NeuralAllocator, TrainConfig
 from neuralfolio.optimize import min_variance_labels
@@ -23,7 +24,61 @@ from neuralfolio.policies import (
     SkfolioPolicy,
 )
 
-__all__ = ["build_policies", "load_run_prices", "run_backtest"]
+__all__ = [
+    "DEMO_CASES",
+    "build_policies",
+    "demo_config",
+    "load_run_prices",
+    "paired_table",
+    "run_backtest",
+]
+
+DEMO_CASES: dict[str, str] = {
+    "sp500": "20 S&P 500 stocks: train on 1990-2010, then decide daily through 2011-2022, "
+             "re-training every 63 trading days on the data available then",
+    "gfc": "The crisis case: BAC, JPM, GE and HD; train on 2005-2007, then decide daily "
+           "through the 2008 crash and its aftermath (2008-2010), re-training every 21 "
+           "trading days",
+}
+"""Runs of ``neuralfolio demo --case``."""
+
+
+def demo_config(case: str = "sp500", seed: int = 0) -> RunConfig:
+    """The run config of a demo case (:data:`DEMO_CASES`) with the networks' seed."""
+    if case == "sp500":
+        cfg = RunConfig(data="sp500", test_start="2011-01-01", test_end="2022-12-31")
+    elif case == "gfc":
+        # The course's exercise on the crisis: prices-to-weights network next to the risk
+        # networks and the optimizer it imitates; monthly re-training as the crash unfolds.
+        cfg = RunConfig(data="gfc", test_start="2008-01-01", test_end="2010-12-31",
+                        retrain_every=21,
+                        report_focus=["2008-08-01", "2008-11-28", "September 2008"])
+    else:
+        raise ConfigError(f"Unknown demo case {case!r}; choose one of {', '.join(DEMO_CASES)}.")
+    cfg.train.seed = cfg.outcome_train.seed = seed
+    return cfg
+
+
+def paired_table(result: BacktestResult, baselines: list[str], *, n_boot: int = 2000,
+                 block: int = 21, seed: int = 0) -> pd.DataFrame:
+    """Paired block-bootstrap intervals of each policy against each baseline in the run.
+
+    Returns
+    -------
+    DataFrame
+        Index (policy, baseline, statistic) for statistic in volatility and sharpe; columns
+        ``estimate``, ``low``, ``high`` of ``statistic(policy) - statistic(baseline)``.
+    """
+    parts = []
+    for base in baselines:
+        if base in result.weights:
+            p = result.paired(base, ("volatility", "sharpe"), n_boot=n_boot, block=block,
+                              seed=seed)
+            p.index = pd.MultiIndex.from_tuples([(name, base, stat) for name, stat in p.index])
+            parts.append(p)
+    if not parts:
+        return pd.DataFrame(columns=["estimate", "low", "high"])
+    return pd.concat(parts)
 
 
 def load_run_prices(config: RunConfig) -> pd.DataFrame:

@@ -2,14 +2,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuralfolio.backtest import policy_metrics, simulate, walk_forward
+from neuralfolio.backtest import (
+    BacktestResult,
+    Execution,
+    policy_metrics,
+    simulate,
+    walk_forward,
+)
 from neuralfolio.config import RunConfig
 from neuralfolio.data import simple_returns
 from neuralfolio.errors import ConfigError, DataError, InsufficientHistoryError
 from neuralfolio.nn import TrainConfig
 from neuralfolio.optimize import min_variance_labels
 from neuralfolio.pipeline import build_policies
-from neuralfolio.policies import EqualWeight, MinVariancePolicy
+from neuralfolio.policies import BuyAndHold, EqualWeight, InverseVolatility, MinVariancePolicy
 
 WINDOW = 40
 FAST = TrainConfig(hidden=(16,), max_epochs=8, patience=3, batch_size=64)
@@ -127,3 +133,94 @@ def test_statistics_and_paired_intervals_of_a_run(run):
     assert (paired["low"] <= paired["high"]).all()
     with pytest.raises(ConfigError, match="not a policy of this run"):
         run.paired("optimizer")
+
+
+class _Recorder(EqualWeight):
+    """1/N that records the span of prices and labels each fit saw."""
+
+    lookback = 5
+    needs_labels = True
+
+    def __init__(self):
+        self.seen = []
+
+    def fit(self, prices, labels=None):
+        self.seen.append((prices.index[0], prices.index[-1], labels.index[-1], len(prices)))
+        return self
+
+
+def test_calendar_schedule_rolling_window_and_purge(small_prices):
+    labels = min_variance_labels(small_prices, window=WINDOW).weights
+    rec = _Recorder()
+    run = walk_forward(small_prices, {"rec": rec}, labels, test_start=small_prices.index[400],
+                       retrain_every="monthly", train_window=100, purge=7)
+    test = run.next_returns.index
+    months = test.to_period("M")
+    assert run.retrain_dates == [test[0], *test[1:][months[1:] != months[:-1]]]
+    idx = small_prices.index
+    for (first, last, last_label, n), tau in zip(rec.seen, run.retrain_dates, strict=True):
+        assert idx.get_loc(tau) - idx.get_loc(last) == 7      # the purge gap
+        assert last_label <= last                             # no label past the data
+        assert n == 100 and idx.get_loc(last) - idx.get_loc(first) == 99
+
+
+def test_bad_train_window_purge_and_calendar(small_prices):
+    labels = min_variance_labels(small_prices, window=WINDOW).weights
+    pol = {"o": MinVariancePolicy(WINDOW)}
+    start = small_prices.index[400]
+    with pytest.raises(ConfigError, match=r"train_window .* must exceed"):
+        walk_forward(small_prices, pol, labels, test_start=start, train_window=WINDOW)
+    with pytest.raises(ConfigError, match="purge must be >= 0"):
+        walk_forward(small_prices, pol, labels, test_start=start, purge=-1)
+    with pytest.raises(ConfigError, match="fortnightly"):
+        walk_forward(small_prices, pol, labels, test_start=start, retrain_every="fortnightly")
+
+
+def test_execution_reaches_every_policy_and_buy_and_hold_keeps_its_own_rule(small_prices):
+    labels = min_variance_labels(small_prices, window=WINDOW).weights
+    pols = {"eq": EqualWeight(), "bh": BuyAndHold(), "iv": InverseVolatility(WINDOW)}
+    run = walk_forward(small_prices, pols, labels, test_start=small_prices.index[400],
+                       execution=Execution(rebalance="monthly", cost_bps=10))
+    assert run.execution["eq"].rebalance == "monthly" and run.execution["eq"].cost_bps == 10
+    assert run.execution["bh"].rebalance == "never"
+    bh = run.simulation("bh")
+    assert bh.rebalanced.sum() == 1 and bh.costs.iloc[1:].eq(0).all()
+    # Buy-and-hold's wealth is the average growth of the assets since the first date, less
+    # the entry cost (10 bps of 1.0, paid from cash, which earns nothing here).
+    growth = (1 + run.next_returns).cumprod().mean(axis=1)
+    np.testing.assert_allclose(bh.wealth, growth - 10e-4, rtol=1e-12)
+    s = run.summary()
+    assert s.loc["eq", "cost"] > 0 and s.loc["bh", "turnover"] == 0.0
+
+
+def test_parallel_folds_give_the_serial_result(small_prices):
+    labels = min_variance_labels(small_prices, window=WINDOW).weights
+
+    def pols():
+        return {"opt": MinVariancePolicy(WINDOW, "at_fit"), "iv": InverseVolatility(WINDOW),
+                **{k: v for k, v in _policies().items() if k == "network"}}
+
+    kw = {"test_start": small_prices.index[400], "retrain_every": 50}
+    serial = walk_forward(small_prices, pols(), labels, **kw)
+    for backend in ("loky", "threading"):
+        par = walk_forward(small_prices, pols(), labels, n_jobs=2, backend=backend, **kw)
+        for name in serial.policies:
+            pd.testing.assert_frame_equal(par.weights[name], serial.weights[name],
+                                          check_exact=False, atol=1e-10)
+            assert len(par.fit_seconds[name]) == len(serial.retrain_dates)
+
+
+def test_saved_run_loads_back(run, tmp_path):
+    run.execution = {name: Execution(cost_bps=3) for name in run.policies}
+    run._simulations.clear()
+    run.save(tmp_path)
+    back = BacktestResult.load(tmp_path)
+    assert back.policies == run.policies
+    assert back.retrain_dates == run.retrain_dates
+    pd.testing.assert_frame_equal(back.summary(), run.summary())
+    pd.testing.assert_frame_equal(back.next_returns, run.next_returns, check_freq=False)
+    with pytest.raises(DataError, match="not a saved backtest run"):
+        BacktestResult.load(tmp_path / "weights")
+    (tmp_path / "weights" / "network.parquet").unlink()
+    with pytest.raises(DataError, match="incomplete"):
+        BacktestResult.load(tmp_path)
