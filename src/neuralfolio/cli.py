@@ -400,10 +400,10 @@ def _parse_prices(text: str, assets: list[str]) -> list[float]:
 def _summary_table(result, title: str) -> Table:
     s = result.summary()
     table = Table(title=title)
-    cols = ["policy", "return", "volatility", "Sharpe", "max DD", "turnover/day", "cost/yr",
-            "L1 to optimizer", "update µs", "fit s"]
-    for label in cols:
-        table.add_column(label, justify="left" if label == "policy" else "right")
+    table.add_column("policy", no_wrap=True)
+    for label in ["return", "volatility", "Sharpe", "max DD", "turnover/day", "cost/yr",
+                  "L1 to opt.", "update µs", "fit s"]:
+        table.add_column(label, justify="right")
     for name, r in s.iterrows():
         table.add_row(
             name, f"{r.annual_return:.1%}", f"{r.volatility:.1%}", f"{r.sharpe:.2f}",
@@ -413,32 +413,29 @@ def _summary_table(result, title: str) -> Table:
     return table
 
 
-def _interval(row, scale: float, unit: str) -> str:
-    mark = "*" if row.low > 0 or row.high < 0 else " "
-    return (f"{row.estimate * scale:+.2f}{unit} [{row.low * scale:+.2f}, "
+def _interval(row, scale: float) -> str:
+    mark = "*" if row.low > 0 or row.high < 0 else ""
+    return (f"{row.estimate * scale:+.2f} [{row.low * scale:+.2f},"
             f"{row.high * scale:+.2f}]{mark}")
 
 
-def _paired_rich(paired: pd.DataFrame, baselines: list[str]) -> Table | None:
-    """Policies in rows; volatility (points) and Sharpe differences per baseline."""
-    if paired.empty:
-        return None
-    present = [b for b in baselines if b in paired.index.get_level_values(1)]
-    table = Table(title="Paired differences, 95% moving-block bootstrap (21-day blocks, 2000 "
-                        "resamples); * the interval excludes 0")
-    table.add_column("policy")
-    for b in present:
-        table.add_column(f"volatility vs {b}", justify="right")
-        table.add_column(f"Sharpe vs {b}", justify="right")
-    for name in dict.fromkeys(paired.index.get_level_values(0)):
-        cells = []
-        for b in present:
-            for stat, scale, unit in (("volatility", 100.0, " pts"), ("sharpe", 1.0, "")):
-                key = (name, b, stat)
-                cells.append(_interval(paired.loc[key], scale, unit) if key in paired.index
-                             else "")
-        table.add_row(name, *cells)
-    return table
+def _paired_rich(paired: pd.DataFrame, baselines: list[str]) -> list[Table]:
+    """One table per baseline: each policy's volatility (points) and Sharpe differences."""
+    tables = []
+    for b in baselines:
+        rows = paired.xs(b, level=1) if b in paired.index.get_level_values(1) else None
+        if rows is None:
+            continue
+        table = Table(title=f"Minus {b}, 95% paired moving-block bootstrap intervals (21-day "
+                            "blocks); * excludes 0")
+        table.add_column("policy", no_wrap=True)
+        table.add_column("volatility, pts", justify="right", no_wrap=True)
+        table.add_column("Sharpe", justify="right", no_wrap=True)
+        for name in dict.fromkeys(rows.index.get_level_values(0)):
+            table.add_row(name, _interval(rows.loc[(name, "volatility")], 100.0),
+                          _interval(rows.loc[(name, "sharpe")], 1.0))
+        tables.append(table)
+    return tables
 
 
 def _run(config: RunConfig, out: Path, json_out: bool, title: str, report: bool = True):
@@ -464,8 +461,7 @@ def _run(config: RunConfig, out: Path, json_out: bool, title: str, report: bool 
         _print_json(summary)
         return result
     console.print(_summary_table(result, title))
-    table = _paired_rich(paired, config.baselines)
-    if table is not None:
+    for table in _paired_rich(paired, config.baselines):
         console.print(table)
     ex = config.execution()
     console.print(
