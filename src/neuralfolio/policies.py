@@ -92,6 +92,41 @@ class _Base:
         return pd.DataFrame(rows, index=dates, columns=prices.columns)
 
 
+def _window_returns(history: np.ndarray, lookback: int) -> np.ndarray:
+    """Simple returns of the last ``lookback`` prices, shape (lookback - 1, n_assets)."""
+    tail = np.asarray(history[-lookback:], dtype=np.float64)
+    return tail[1:] / tail[:-1] - 1.0
+
+
+class _Resolving(_Base):
+    """A rule re-solved on the trailing window: at every update (``resolve="daily"``) or once
+    per fit, its weights held until the next (``"at_fit"``). Subclasses give ``_solve``."""
+
+    def _check_resolve(self, resolve: str) -> None:
+        if resolve not in ("daily", "at_fit"):
+            raise ConfigError(f"resolve must be 'daily' or 'at_fit', got {resolve!r}.")
+        self.resolve = resolve
+
+    def _solve(self, history: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None):
+        if self.resolve == "at_fit":
+            self.weights_ = self._solve(prices.to_numpy())
+        return self
+
+    def weights(self, history: np.ndarray) -> np.ndarray:
+        if self.resolve == "at_fit":
+            return self.weights_.copy()
+        return self._solve(history)
+
+    def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
+        if self.resolve == "at_fit":
+            return pd.DataFrame(np.tile(self.weights_, (len(dates), 1)), index=dates,
+                                columns=prices.columns)
+        return super().weights_batch(prices, dates)
+
+
 class EqualWeight(_Base):
     """1/N: the same weight on every asset, whatever the market does."""
 
@@ -135,8 +170,7 @@ class InverseVolatility(_Base):
         return inv / inv.sum(axis=-1, keepdims=True)
 
     def weights(self, history: np.ndarray) -> np.ndarray:
-        tail = np.asarray(history[-self.lookback :], dtype=np.float64)
-        return self._from_vol((tail[1:] / tail[:-1] - 1.0).std(axis=0, ddof=1))
+        return self._from_vol(_window_returns(history, self.lookback).std(axis=0, ddof=1))
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         returns = simple_returns(_tail(prices, dates, self.lookback)).to_numpy()
@@ -145,7 +179,7 @@ class InverseVolatility(_Base):
                             columns=prices.columns)
 
 
-class SkfolioPolicy(_Base):
+class SkfolioPolicy(_Resolving):
     """Any skfolio portfolio estimator, fitted on the trailing window of returns.
 
     Parameters
@@ -164,9 +198,8 @@ class SkfolioPolicy(_Base):
             raise ConfigError(
                 f"SkfolioPolicy takes a skfolio estimator (with fit and get_params), got "
                 f"{type(estimator).__name__}.")
-        if resolve not in ("daily", "at_fit"):
-            raise ConfigError(f"resolve must be 'daily' or 'at_fit', got {resolve!r}.")
-        self.estimator, self.window, self.resolve = estimator, window, resolve
+        self._check_resolve(resolve)
+        self.estimator, self.window = estimator, window
         self.lookback = window + 1
 
     @classmethod
@@ -185,22 +218,11 @@ class SkfolioPolicy(_Base):
     def _solve(self, history: np.ndarray) -> np.ndarray:
         from sklearn.base import clone
 
-        tail = np.asarray(history[-self.lookback :], dtype=np.float64)
-        est = clone(self.estimator).fit(tail[1:] / tail[:-1] - 1.0)
+        est = clone(self.estimator).fit(_window_returns(history, self.lookback))
         return np.asarray(est.weights_, dtype=np.float64)
 
-    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> SkfolioPolicy:
-        if self.resolve == "at_fit":
-            self.weights_ = self._solve(prices.to_numpy())
-        return self
 
-    def weights(self, history: np.ndarray) -> np.ndarray:
-        if self.resolve == "at_fit":
-            return self.weights_.copy()
-        return self._solve(history)
-
-
-class OptimizerPolicy(_Base):
+class OptimizerPolicy(_Resolving):
     """An objective re-solved on the trailing window of returns.
 
     Parameters
@@ -224,8 +246,7 @@ class OptimizerPolicy(_Base):
                  resolve: str = "daily", *, cov: str = "ledoit_wolf",
                  constraints: Constraints | None = None, risk_aversion: float = 1.0,
                  cvar_beta: float = 0.95) -> None:
-        if resolve not in ("daily", "at_fit"):
-            raise ConfigError(f"resolve must be 'daily' or 'at_fit', got {resolve!r}.")
+        self._check_resolve(resolve)
         if cov not in ("ledoit_wolf", "sample"):
             raise ConfigError(
                 f"OptimizerPolicy takes a windowed covariance, 'ledoit_wolf' or 'sample'; "
@@ -235,7 +256,7 @@ class OptimizerPolicy(_Base):
             raise ConfigError(
                 f"Unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}."
             )
-        self.objective, self.window, self.resolve, self.cov = objective, window, resolve, cov
+        self.objective, self.window, self.cov = objective, window, cov
         self.constraints = constraints or Constraints()
         self.options = {"risk_aversion": risk_aversion, "cvar_beta": cvar_beta}
         self.lookback = window + 1
@@ -247,27 +268,15 @@ class OptimizerPolicy(_Base):
                                             **self.options)
         return self._solver_
 
-    def _solve_latest(self, history: np.ndarray) -> np.ndarray:
-        tail = np.asarray(history[-self.lookback :], dtype=np.float64)
-        returns = tail[1:] / tail[:-1] - 1.0
+    def _solve(self, history: np.ndarray) -> np.ndarray:
+        returns = _window_returns(history, self.lookback)
         cov = ledoit_wolf(returns)[0] if self.cov == "ledoit_wolf" else sample_covariance(
             returns)
-        return self._solver(tail.shape[1]).solve(returns, cov)
-
-    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None) -> OptimizerPolicy:
-        if self.resolve == "at_fit":
-            self.weights_ = self._solve_latest(prices.to_numpy())
-        return self
-
-    def weights(self, history: np.ndarray) -> np.ndarray:
-        if self.resolve == "at_fit":
-            return self.weights_.copy()
-        return self._solve_latest(history)
+        return self._solver(returns.shape[1]).solve(returns, cov)
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         if self.resolve == "at_fit":
-            return pd.DataFrame(np.tile(self.weights_, (len(dates), 1)), index=dates,
-                                columns=prices.columns)
+            return super().weights_batch(prices, dates)
         returns = simple_returns(_tail(prices, dates, self.lookback)).to_numpy()
         covs = rolling_covariances(returns, self.window, self.cov)
         solver = self._solver(prices.shape[1])
