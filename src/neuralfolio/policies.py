@@ -30,6 +30,7 @@ __all__ = [
     "NeuralPolicy",
     "OptimizerPolicy",
     "Policy",
+    "RuntimePolicy",
     "SkfolioPolicy",
 ]
 
@@ -358,3 +359,31 @@ class NeuralPolicy(_Base):
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         return self.allocator.predict(_tail(prices, dates, self.lookback)).loc[dates]
+
+
+class RuntimePolicy(_Base):
+    """A frozen, exported model (:class:`~neuralfolio.scratch.runtime.NumpyAllocator`) as a
+    policy: no re-training, no PyTorch; what a service runs between re-trainings.
+
+    Parameters
+    ----------
+    runtime : NumpyAllocator
+        From ``NeuralAllocator.to_numpy_runtime()`` or ``NumpyAllocator.load(path)``.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        if not hasattr(runtime, "predict_latest") or not hasattr(runtime, "features"):
+            raise ConfigError(f"RuntimePolicy takes a NumpyAllocator, got "
+                              f"{type(runtime).__name__}.")
+        self.runtime = runtime
+        self.lookback = runtime.lookback
+
+    def weights(self, history: np.ndarray) -> np.ndarray:
+        return self.runtime.predict_latest(history)
+
+    def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
+        from neuralfolio.features import make_features
+
+        raw = make_features(_tail(prices, dates, self.lookback), self.runtime.features)
+        return pd.DataFrame(self.runtime.predict_features(raw.loc[dates].to_numpy()),
+                            index=dates, columns=prices.columns)

@@ -7,7 +7,7 @@ import json
 import platform
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from neuralfolio.nn._models import build_network, head_config, network_from_conf
 from neuralfolio.nn._network import DenseAllocator, numpy_forward
 from neuralfolio.nn._train import TrainHistory, train_network
 from neuralfolio.optimize import scenario_labels
+
+if TYPE_CHECKING:
+    from neuralfolio.scratch.runtime import NumpyAllocator
 
 __all__ = ["NeuralAllocator"]
 
@@ -309,6 +312,43 @@ class NeuralAllocator:
         if isinstance(net, AssetAttentionAllocator) and net.numpy_ready:
             return net.numpy_forward(raw)
         return self._forward(raw[None, :])[0]
+
+    def to_numpy_runtime(self) -> NumpyAllocator:
+        """This fitted model as a :class:`~neuralfolio.scratch.runtime.NumpyAllocator`: the
+        same single updates (within 1e-6; float64 throughout) from an object that needs
+        no PyTorch, saved with its ``save`` and read back where torch is not installed.
+
+        Raises
+        ------
+        ConfigError
+            The network is not dense or attention, or its head has no NumPy version
+            (cash heads, capped).
+        """
+        from neuralfolio.nn._network import head_spec
+        from neuralfolio.scratch.runtime import NumpyAllocator
+
+        self._require_fitted()
+        net = self.network_
+        params: dict[str, np.ndarray] = {}
+        if self.scaler_ is not None:
+            params["scaler.mean"] = self.scaler_.mean_
+            params["scaler.scale"] = self.scaler_.scale_
+        if isinstance(net, DenseAllocator) and net.numpy_ready:
+            layers = net.to_numpy()
+            for i, (w, b, _) in enumerate(layers):
+                params[f"layer{i}.weight"], params[f"layer{i}.bias"] = w, b
+            arch = {"activations": [a for _, _, a in layers], **net.numpy_prior()}
+            kind = "dense"
+        elif isinstance(net, AssetAttentionAllocator) and net.numpy_ready:
+            params.update(net._numpy_params())
+            arch, kind = net.config(), "attention"
+        else:
+            raise ConfigError(
+                f"A {type(net).__name__} with head {net.head.name!r} "
+                f"(cash={net.head.cash}) has no NumPy runtime; export dense or attention "
+                "networks with a softmax, simplex or long/short head (no cash).")
+        return NumpyAllocator(kind, self.features, params, arch, head_spec(net.head),
+                              self.assets_, self.asset_agnostic)
 
     def _layers(self) -> list[tuple[np.ndarray, np.ndarray, str]]:
         # NumPy copy of the network for single updates: no framework overhead per call.

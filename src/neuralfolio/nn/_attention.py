@@ -18,26 +18,13 @@ import torch
 from torch import nn
 
 from neuralfolio.errors import ConfigError
-from neuralfolio.features import _upper
 from neuralfolio.nn._heads import AllocationHead, SoftmaxHead
-from neuralfolio.nn._network import numpy_head, numpy_head_ready
+from neuralfolio.nn._network import head_spec, numpy_head_ready
+from neuralfolio.scratch.runtime import assets_in as _assets_in
+from neuralfolio.scratch.runtime import attention_forward
+from neuralfolio.scratch.runtime import tokens as _tokens
 
 __all__ = ["AssetAttentionAllocator", "split_risk_features"]
-
-
-def _assets_in(m: int, unconstrained: bool) -> int:
-    """The number of assets whose risk features have width ``m``."""
-    # n + n(n-1)/2 (+ n) = m  ->  n^2 + (1 or 3) n - 2m = 0
-    b = 3 if unconstrained else 1
-    n = round((-b + math.sqrt(b * b + 8 * m)) / 2)
-    if n < 1 or n * (n + b) != 2 * m:
-        layout = "n + n(n-1)/2 + n" if unconstrained else "n + n(n-1)/2"
-        raise ConfigError(
-            f"inputs of width {m} are not risk features of any number of assets "
-            f"(expected {layout} values); build them with FeatureSpec('risk', "
-            f"unconstrained={unconstrained})."
-        )
-    return n
 
 
 def split_risk_features(
@@ -67,33 +54,6 @@ def split_risk_features(
     corr[..., cols, rows] = x[..., n : n + n_pairs]
     u = x[..., n + n_pairs :] if unconstrained else None
     return log_vol, corr, u
-
-
-def _tokens(log_vol, corr, u, xp):
-    """Per-asset token inputs, shape (batch, n, 3 or 4), with ``xp`` torch or numpy."""
-    # Mean and spread of each asset's correlations with the others (the diagonal is 1).
-    n = log_vol.shape[-1]
-    denom = max(n - 1, 1)
-    mean_corr = (corr.sum(-1) - 1.0) / denom
-    second = ((corr * corr).sum(-1) - 1.0) / denom
-    gap = second - mean_corr * mean_corr
-    spread = xp.sqrt(gap.clamp(min=0.0) if xp is torch else np.maximum(gap, 0.0))
-    parts = [log_vol, mean_corr, spread] + ([u * n] if u is not None else [])
-    return xp.stack(parts, -1)
-
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-
-
-def _np_gelu(z: np.ndarray) -> np.ndarray:
-    return 0.5 * z * (1.0 + np.tanh(_GELU_C * (z + 0.044715 * z * z * z)))
-
-
-def _np_standardize(h: np.ndarray, eps: float = 1e-5) -> np.ndarray:
-    """Layer norm without its affine part (folded into the next linear layer)."""
-    inv_d = 1.0 / h.shape[-1]
-    c = h - np.add.reduce(h, axis=-1, keepdims=True) * inv_d
-    return c / np.sqrt(np.add.reduce(c * c, axis=-1, keepdims=True) * inv_d + eps)
 
 
 class _Block(nn.Module):
@@ -212,42 +172,7 @@ class AssetAttentionAllocator(nn.Module):
                               "version; run the network with PyTorch.")
         if getattr(self, "_np", None) is None:
             self._np = self._numpy_params()
-        p = self._np
-        x = np.asarray(x, dtype=np.float64)
-        single = x.ndim == 1
-        x = x[None] if single else x
-        n = _assets_in(x.shape[-1], self.unconstrained)
-        rows, cols = _upper(n)
-        n_pairs = len(rows)
-        log_vol = x[:, :n]
-        corr = np.ones((len(x), n, n))
-        corr[:, rows, cols] = corr[:, cols, rows] = x[:, n : n + n_pairs]
-        u = x[:, n + n_pairs :] if self.unconstrained else None
-        h = _tokens(log_vol, corr, u, np)
-        h = _np_gelu(h @ p["embed.0.weight"] + p["embed.0.bias"])
-        h = h @ p["embed.2.weight"] + p["embed.2.bias"]
-        b, hd, dh = len(x), self.n_heads, self.d_model // self.n_heads
-        pair = np.stack([corr, corr * corr], axis=-1)
-        for i in range(self.n_layers):
-            q = f"blocks.{i}."
-            qkv = (_np_standardize(h) @ p[q + "qkv.weight"] + p[q + "qkv.bias"]
-                   ).reshape(b, n, 3, hd, dh)
-            qh, kh, vh = (qkv[:, :, j].transpose(0, 2, 1, 3) for j in range(3))
-            bias = (pair @ p[q + "pair_bias.weight"] + p[q + "pair_bias.bias"])
-            scores = qh @ kh.transpose(0, 1, 3, 2) / math.sqrt(dh) + bias.transpose(0, 3, 1, 2)
-            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            att = (scores / scores.sum(axis=-1, keepdims=True)) @ vh
-            h = h + att.transpose(0, 2, 1, 3).reshape(b, n, -1) @ p[q + "attn_out.weight"] \
-                + p[q + "attn_out.bias"]
-            m = corr @ (_np_standardize(h) * p[q + "norm2.weight"] + p[q + "norm2.bias"]) / n
-            h = h + m @ p[q + "propagate.weight"] + p[q + "propagate.bias"]
-            f = _np_gelu(_np_standardize(h) @ p[q + "ff.0.weight"] + p[q + "ff.0.bias"])
-            h = h + f @ p[q + "ff.3.weight"] + p[q + "ff.3.bias"]
-        z = (_np_standardize(h) @ p["score.weight"] + p["score.bias"])[..., 0]
-        if self.prior:
-            z = z + u
-        w = numpy_head(self.head, z)
-        return w[0] if single else w
+        return attention_forward(self._np, self.config(), head_spec(self.head), x)
 
     def _numpy_params(self) -> dict[str, np.ndarray]:
         """float64 parameters, linear weights as (in, out); the affine part of a layer norm

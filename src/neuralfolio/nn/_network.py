@@ -10,6 +10,7 @@ from torch import nn
 
 from neuralfolio.errors import ConfigError
 from neuralfolio.nn._heads import AllocationHead, LongShortHead, SimplexHead, SoftmaxHead
+from neuralfolio.scratch.runtime import dense_forward, head_weights
 
 __all__ = ["ACTIVATIONS", "DenseAllocator", "numpy_forward"]
 
@@ -137,52 +138,15 @@ class DenseAllocator(nn.Module):
         }
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def _sparsemax(z: np.ndarray) -> np.ndarray:
-    # Euclidean projection onto the simplex: w = max(z - tau, 0), tau from the sorted scores.
-    n = z.shape[-1]
-    flat = z.reshape(-1, n)
-    s = -np.sort(-flat, axis=-1)
-    cums = np.cumsum(s, axis=-1) - 1.0
-    n_free = np.count_nonzero(s * np.arange(1, n + 1) > cums, axis=-1)
-    tau = cums[np.arange(len(flat)), n_free - 1] / n_free
-    return np.maximum(flat - tau[:, None], 0.0).reshape(z.shape)
-
-
-def _long_short(z: np.ndarray, gross_leverage: float, net: float) -> np.ndarray:
-    # LongShortHead in NumPy: w = net/n + alpha (z - mean z), alpha found exactly on the
-    # piecewise-linear, convex sum |w| between its breakpoints.
-    flat = z.reshape(-1, z.shape[-1])
-    c = net / flat.shape[-1]
-    out = np.empty_like(flat)
-    for i, row in enumerate(flat):
-        d = row - row.mean()
-        alpha = 1.0
-        if np.abs(c + d).sum() > gross_leverage:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cuts = -c / d
-            cuts = cuts[np.isfinite(cuts) & (cuts > 0.0) & (cuts < 1.0)]
-            points = np.concatenate([[0.0], np.sort(cuts), [1.0]])
-            sums = np.abs(c + points[:, None] * d).sum(axis=1)
-            k = int(np.argmax(sums > gross_leverage))
-            a0, a1, f0, f1 = points[k - 1], points[k], sums[k - 1], sums[k]
-            alpha = a0 + (gross_leverage - f0) * (a1 - a0) / (f1 - f0)
-        out[i] = c + alpha * d
-    return out.reshape(z.shape)
-
-
 def numpy_head(head: AllocationHead, z: np.ndarray) -> np.ndarray:
     """A head's weights from raw scores in float64 NumPy (softmax, simplex, long/short;
     no cash). See :func:`numpy_head_ready`."""
-    if isinstance(head, SoftmaxHead):
-        return _softmax(z / head.temperature)
-    if isinstance(head, SimplexHead):
-        return _sparsemax(z)
-    return _long_short(z, head.gross_leverage, head.net)
+    return head_weights(head_spec(head), z)
+
+
+def head_spec(head: AllocationHead) -> dict[str, Any]:
+    """The head as ``{"name", **config}``, what the NumPy runtime reads."""
+    return {"name": head.name, **head.config()}
 
 
 def numpy_head_ready(head: AllocationHead) -> bool:
@@ -190,36 +154,5 @@ def numpy_head_ready(head: AllocationHead) -> bool:
     return type(head) in (SoftmaxHead, SimplexHead, LongShortHead) and not head.cash
 
 
-_NUMPY_ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),
-    "softmax": _softmax,
-    "sparsemax": _sparsemax,
-}
-
-
-def numpy_forward(layers: list[tuple[np.ndarray, np.ndarray, str]], x: np.ndarray,
-                  prior: int = 0, prior_scale: float = 1.0) -> np.ndarray:
-    """Evaluate :meth:`DenseAllocator.to_numpy` layers in float64, without torch.
-
-    Parameters
-    ----------
-    layers : list of (W, b, activation)
-    x : ndarray, shape (..., n_inputs)
-    prior : int
-        Add the last ``prior`` inputs, times ``prior_scale``, to the last layer's scores
-        before its activation (a network built with ``prior=True``: ``prior=n_assets``
-        and ``prior_scale=1/temperature``).
-
-    Returns
-    -------
-    ndarray, shape (..., n_assets)
-    """
-    h = x
-    for i, (w, b, act) in enumerate(layers):
-        z = h @ w + b
-        if prior and i == len(layers) - 1:
-            z = z + prior_scale * x[..., -prior:]
-        h = _NUMPY_ACTIVATIONS[act](z)
-    return h
+# The NumPy forward pass lives in the torch-free runtime; this name is kept for callers here.
+numpy_forward = dense_forward
