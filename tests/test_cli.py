@@ -24,7 +24,7 @@ def price_file(tmp_path_factory):
 @pytest.mark.parametrize(
     "command",
     [["data", "list"], ["data", "show"], ["labels"], ["train"], ["predict"], ["backtest"],
-     ["demo"], ["report"]],
+     ["demo"], ["report"], ["scratch", "toy"], ["scratch", "moons"], ["scratch", "summary"]],
 )
 def test_every_command_has_help_with_an_example(command):
     result = _invoke(*command, "--help")

@@ -624,6 +624,10 @@ from neuralfolio._cli_risk import risk  # noqa: E402 - kept beside its tests in 
 
 app.command("risk")(risk)
 
+from neuralfolio._cli_scratch import scratch_app  # noqa: E402 - the chapter's NumPy networks
+
+app.add_typer(scratch_app, name="scratch")
+
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, NeuralfolioWarning):

@@ -22,6 +22,7 @@ import numpy as np
 
 from neuralfolio.errors import ConfigError, DataError, ModelError
 from neuralfolio.features import FeatureSpec, Standardizer, _upper, latest_features
+from neuralfolio.scratch._activations import relu, softmax
 
 __all__ = [
     "ACTIVATIONS",
@@ -41,12 +42,6 @@ _WEIGHTS, _MANIFEST = "runtime.safetensors", "runtime.json"
 
 
 # ---------------------------------------------------------------------------- heads
-def softmax(z: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis, shifted by the maximum for stability."""
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def sparsemax(z: np.ndarray) -> np.ndarray:
     """Euclidean projection of each row of ``z`` onto the simplex (exact zeros)."""
     # w = max(z - tau, 0), tau from the sorted scores.
@@ -103,7 +98,7 @@ def head_weights(head: dict[str, Any], z: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- dense
 ACTIVATIONS = {
-    "relu": lambda z: np.maximum(z, 0.0),
+    "relu": relu,
     "tanh": np.tanh,
     "sigmoid": lambda z: 0.5 * (1.0 + np.tanh(0.5 * z)),
     "softmax": softmax,
