@@ -628,6 +628,11 @@ from neuralfolio._cli_scratch import scratch_app  # noqa: E402 - the chapter's N
 
 app.add_typer(scratch_app, name="scratch")
 
+from neuralfolio import _cli_serve  # noqa: E402 - the weights service's commands
+
+for _command in (_cli_serve.serve, _cli_serve.retrain, _cli_serve.audit, _cli_serve.replay):
+    app.command()(_command)
+
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     if issubclass(category, NeuralfolioWarning):

@@ -1,0 +1,253 @@
+"""The service's commands: ``serve``, ``retrain``, ``audit`` and ``replay``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from neuralfolio.errors import ConfigError, DataError
+
+console = Console(width=None if sys.stdout.isatty() else 120)
+
+RegistryOpt = Annotated[Path, typer.Option(help="Model registry directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
+
+
+def serve(
+    registry: RegistryOpt = Path("models/registry"),
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    token: Annotated[str | None, typer.Option(
+        envvar="NEURALFOLIO_TOKEN",
+        help="Bearer token of the admin routes (or $NEURALFOLIO_TOKEN); without one, "
+             "model activation over HTTP is disabled.")] = None,
+    audit_url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL of the audit log (default sqlite in the registry).")] = None,
+    max_age: Annotated[float | None, typer.Option(
+        help="Refuse ticks stamped more than this many seconds ago.")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker threads' pool size hint; the "
+                                              "service keeps state in one process.")] = 1,
+) -> None:
+    """Run the weights service (FastAPI + uvicorn) on the registry's active model.
+
+    Example: neuralfolio serve --registry models/registry --port 8000 --token s3cret
+    """
+    import uvicorn
+
+    from neuralfolio.serve import ServiceConfig, create_app
+
+    if workers != 1:
+        raise ConfigError("the service keeps each portfolio's state in memory: run one "
+                          "process (--workers 1) and scale with more services per desk.")
+    app = create_app(ServiceConfig(registry=registry, audit_url=audit_url, token=token,
+                                   max_age_seconds=max_age))
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def retrain(
+    source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")] = "sp500",
+    registry: RegistryOpt = Path("models/registry"),
+    name: Annotated[str, typer.Option(help="Model name in the registry.")] = "minvar",
+    end: Annotated[str | None, typer.Option(help="Last date of data used.")] = None,
+    window: Annotated[int, typer.Option(help="Returns per covariance window.")] = 126,
+    holdout: Annotated[int, typer.Option(help="Recent dates held out to compare the "
+                                              "candidate with the active model.")] = 126,
+    epochs: Annotated[int | None, typer.Option(help="Most training epochs.")] = None,
+    augment: Annotated[int, typer.Option(help="Synthetic scenarios.")] = 20_000,
+    tolerance: Annotated[float, typer.Option(
+        help="Activate when candidate L1 <= (1 + tolerance) x the active one's.")] = 0.0,
+    no_activate: Annotated[bool, typer.Option("--no-activate",
+                                              help="Register only.")] = False,
+    service: Annotated[str | None, typer.Option(
+        help="URL of a running service to switch to the candidate (with --token).")] = None,
+    token: Annotated[str | None, typer.Option(envvar="NEURALFOLIO_TOKEN",
+                                              help="Admin token of --service.")] = None,
+    every: Annotated[float | None, typer.Option(
+        help="Re-train every this many hours until stopped (Ctrl-C).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a candidate on the latest data, compare it with the active model on a recent
+    holdout, and activate it only if it is not worse.
+
+    Example: neuralfolio retrain sp500 --registry models/registry --service
+    http://127.0.0.1:8000 --token s3cret
+    """
+    from neuralfolio.config import DEFAULT_IMITATION
+    from neuralfolio.data import load_prices
+    from neuralfolio.nn import TrainConfig
+    from neuralfolio.serve import ModelRegistry
+    from neuralfolio.serve.models import retrain as do_retrain
+
+    train = TrainConfig(**{**DEFAULT_IMITATION, **({"max_epochs": epochs} if epochs else {})})
+    reg = ModelRegistry(registry)
+    while True:
+        prices = load_prices(source, end=end)
+        report = do_retrain(reg, prices, name=name, train=train, window=window,
+                            holdout=holdout, augment=augment, tolerance=tolerance,
+                            activate=not no_activate, progress=not json_out)
+        if report.activated and service:
+            _activate_remote(service, token, report.candidate)
+        if json_out:
+            sys.stdout.write(json.dumps(report.to_dict(), default=str) + "\n")
+        else:
+            act = ("none" if report.active_l1 is None
+                   else f"{report.active} L1 {report.active_l1:.4f}")
+            console.print(
+                f"candidate {report.candidate}: holdout L1 {report.candidate_l1:.4f} "
+                f"({report.holdout[0]}..{report.holdout[1]}); active before: {act}; "
+                + ("[green]activated[/]" if report.activated else "[yellow]not activated[/]")
+                + (f" on {service}" if report.activated and service else "")
+                + f"; {report.seconds:.0f}s.")
+        if every is None:
+            return
+        time.sleep(every * 3600)
+
+
+def _activate_remote(service: str, token: str | None, label: str) -> None:
+    import httpx
+
+    name, version = label.rsplit(":", 1)
+    try:
+        r = httpx.post(f"{service.rstrip('/')}/v1/models/{name}/activate",
+                       json={"version": int(version)},
+                       headers={"Authorization": f"Bearer {token or ''}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"could not reach the service at {service}: {exc}; the candidate "
+                          "is active in the registry and loads at the next start.") from None
+    if r.status_code != 200:
+        raise ConfigError(f"the service at {service} refused the activation "
+                          f"({r.status_code}): {r.json().get('detail', r.text)}")
+
+
+def audit(
+    registry: RegistryOpt = Path("models/registry"),
+    url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL of the audit log (default: the registry's sqlite file).")] = None,
+    portfolio: Annotated[str | None, typer.Option(help="Only this portfolio.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only this model label.")] = None,
+    fallback: Annotated[bool | None, typer.Option(
+        "--fallback/--no-fallback", help="Only fallbacks / only network answers.")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO time, inclusive.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest decisions shown.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """Query the decisions the service recorded (newest first).
+
+    Example: neuralfolio audit --registry models/registry --fallback --limit 10
+    """
+    from datetime import datetime
+
+    from neuralfolio.serve import AuditLog
+
+    if url is None:
+        path = Path(registry) / "audit.db"
+        if not path.exists():
+            raise DataError(f"no audit log at {path}; pass --url, or run the service on this "
+                            "registry first.")
+        url = f"sqlite:///{path.resolve()}"
+    log = AuditLog(url)
+    try:
+        rows = log.query(portfolio=portfolio, model=model, fallback=fallback,
+                         since=datetime.fromisoformat(since) if since else None, limit=limit)
+    finally:
+        log.close()
+    if json_out:
+        sys.stdout.write(json.dumps(rows, default=str, indent=2) + "\n")
+        return
+    table = Table(title=f"Audit log: {len(rows)} newest decisions")
+    for col in ("time", "portfolio", "model", "fallback", "latency µs", "weights", "input"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        w = ", ".join(f"{a} {x:.3f}" for a, x in zip(r["assets"], r["weights"], strict=True)
+                      if abs(x) >= 0.005)
+        table.add_row(str(r["time"])[:26], str(r["portfolio"] or "-"), r["model"],
+                      "yes: " + str(r["reason"]) if r["fallback"] else "no",
+                      f"{r['latency_us']:,.0f}", w, r["input_hash"][:12])
+    console.print(table)
+
+
+def replay(
+    source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
+    url: Annotated[str, typer.Option(help="The running service.")] = "http://127.0.0.1:8000",
+    start: Annotated[str | None, typer.Option(help="First date streamed as a tick.")] = None,
+    speed: Annotated[float, typer.Option(help="Ticks per second (0: as fast as possible).")
+                     ] = 5.0,
+    limit: Annotated[int | None, typer.Option(help="Stop after this many ticks.")] = None,
+    portfolio: Annotated[str, typer.Option(help="Portfolio id used on the service.")
+                         ] = "replay",
+    show: Annotated[int, typer.Option(help="Largest weights shown.")] = 8,
+) -> None:
+    """Stream historical prices into a running service as ticks and show the live weights.
+
+    Example: neuralfolio replay sp500 --start 2020-02-03 --speed 10 --limit 200
+    """
+    import httpx
+    import numpy as np
+    from rich.live import Live
+
+    from neuralfolio.data import load_prices
+
+    prices = load_prices(source)
+    client = httpx.Client(base_url=url, timeout=30)
+    try:
+        info = client.get("/v1/models").json()
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"no service at {url} ({exc}); start one with `neuralfolio serve`."
+                          ) from None
+    active = info.get("active")
+    if not active:
+        raise ConfigError(f"the service at {url} has no active model; run `neuralfolio "
+                          "retrain` first.")
+    if not active["asset_agnostic"]:
+        prices = prices[active["assets"]]
+    first = prices.index.searchsorted(prices.index[active["history_needed"]] if start is None
+                                      else prices.index[prices.index >= start][0])
+    if first < active["history_needed"]:
+        raise DataError(f"start {prices.index[first].date()} leaves {first} price rows "
+                        f"before it; the service needs {active['history_needed']}.")
+    client.delete(f"/v1/portfolios/{portfolio}")
+    head = prices.iloc[first - active["history_needed"]: first]
+    r = client.post("/v1/portfolios", json={
+        "id": portfolio, "assets": list(prices.columns), "prices": head.to_numpy().tolist(),
+        "timestamps": [d.isoformat() for d in head.index]})
+    if r.status_code != 201:
+        raise ConfigError(f"the service refused the portfolio ({r.status_code}): "
+                          f"{r.json().get('detail')}")
+    rows = prices.iloc[first:] if limit is None else prices.iloc[first: first + limit]
+    latencies: list[float] = []
+    fallbacks = 0
+
+    def render(date, answer) -> Table:
+        t = Table(title=f"replay {source} -> {url}  {date.date()}  model {answer['model']}")
+        t.add_column("asset")
+        t.add_column("weight", justify="right")
+        top = sorted(answer["weights"].items(), key=lambda kv: -abs(kv[1]))[:show]
+        for a, w in top:
+            t.add_row(a, f"{w:.3f}")
+        lat = np.array(latencies)
+        t.caption = (f"{len(lat)} ticks; server latency p50 {np.percentile(lat, 50):,.0f} µs, "
+                     f"p99 {np.percentile(lat, 99):,.0f} µs; fallbacks {fallbacks}")
+        return t
+
+    with Live(console=console, refresh_per_second=8) as live:
+        for date, row in rows.iterrows():
+            t0 = time.perf_counter()
+            r = client.post(f"/v1/portfolios/{portfolio}/ticks", json={
+                "timestamp": date.isoformat(), "prices": row.to_dict()})
+            if r.status_code != 200:
+                raise ConfigError(f"tick {date.date()} refused ({r.status_code}): "
+                                  f"{r.json().get('detail')}")
+            answer = r.json()
+            latencies.append(answer["latency_us"])
+            fallbacks += answer["fallback"]
+            live.update(render(date, answer))
+            if speed > 0:
+                time.sleep(max(0.0, 1.0 / speed - (time.perf_counter() - t0)))
+    client.close()

@@ -1,0 +1,576 @@
+"""The service's decision engine: portfolio state, guardrails, fallback, gap monitor, audit.
+
+Everything the HTTP layer (:mod:`neuralfolio.serve.app`) does goes through :class:`Engine`:
+
+* the **active model** is one immutable :class:`ActiveModel` (runtime, label, checks); a
+  request reads the reference once, so it is answered by one version even while
+  :meth:`Engine.activate` swaps in another (the swap is one assignment);
+* **inputs** are validated before anything changes (:class:`InputError` carries the HTTP
+  status and a message that names the problem and the fix); a portfolio's state changes only
+  after its tick passed every check;
+* **outputs** are checked (finite, within the head's bounds, summing as promised); on a
+  violation, on inputs far outside the training distribution, or while the amortization-gap
+  alert is raised, the answer is the exact optimizer (or the last good weights), flagged;
+* the **amortization-gap monitor** re-solves the optimizer for a sample of decisions on a
+  background thread and keeps the rolling L1 and objective excess of the network's weights;
+* every decision is appended to the **audit log**.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from neuralfolio.features import latest_features
+from neuralfolio.optimize import PortfolioSolver
+from neuralfolio.risk import ledoit_wolf
+from neuralfolio.scratch.runtime import NumpyAllocator
+from neuralfolio.serve.audit import AuditLog, Decision, input_hash
+from neuralfolio.serve.registry import ModelRecord, ModelRegistry
+
+__all__ = ["ActiveModel", "Engine", "InputError", "ServiceConfig", "WeightsAnswer"]
+
+HISTORY_ROWS = 1024
+"""Price rows kept per portfolio (enough for any model's and the optimizer's window)."""
+
+
+class InputError(Exception):
+    """A request the service refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of a running service.
+
+    Parameters
+    ----------
+    registry : path
+        Model registry directory (:class:`~neuralfolio.serve.registry.ModelRegistry`).
+    audit_url : str, optional
+        SQLAlchemy URL of the audit log; default ``sqlite:///<registry>/audit.db``.
+    token : str, optional
+        Bearer token of the admin routes (model activation); without one they are refused.
+    max_age_seconds : float, optional
+        Ticks stamped longer ago than this (server clock) are refused as stale; None
+        accepts any time (replays of history).
+    ood_z : float
+        Fallback when a model input is more than this many training standard deviations
+        from its training mean.
+    weight_tol : float
+        Tolerance of the output checks (sum and bounds).
+    gap_every : int
+        Every ``gap_every``-th decision is re-solved by the gap monitor (0: never).
+    gap_window : int
+        Re-solved decisions in the monitor's rolling means.
+    gap_l1_alert : float
+        Rolling mean L1 above which the alert is raised and answers fall back to the
+        optimizer until the model changes.
+    """
+
+    registry: str | Path
+    audit_url: str | None = None
+    token: str | None = None
+    max_age_seconds: float | None = None
+    ood_z: float = 8.0
+    weight_tol: float = 1e-6
+    gap_every: int = 10
+    gap_window: int = 50
+    gap_l1_alert: float = 0.5
+
+
+@dataclass(frozen=True)
+class ActiveModel:
+    """One loaded model version and what its checks need."""
+
+    record: ModelRecord
+    runtime: NumpyAllocator
+    feature_mean: np.ndarray | None
+    feature_std: np.ndarray | None
+    objective: str
+    window: int
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+    @property
+    def history_needed(self) -> int:
+        """Price rows one decision needs: the model's lookback and the optimizer's."""
+        return max(self.runtime.lookback, self.window + 1)
+
+    @classmethod
+    def load(cls, registry: ModelRegistry, record: ModelRecord) -> ActiveModel:
+        runtime = registry.load(record)
+        meta = record.meta
+        mean, std = meta.get("feature_mean"), meta.get("feature_std")
+        return cls(record, runtime,
+                   None if mean is None else np.asarray(mean, dtype=np.float64),
+                   None if std is None else np.maximum(np.asarray(std, dtype=np.float64),
+                                                       1e-12),
+                   str(meta.get("objective", "min_variance")), int(meta.get("window", 126)))
+
+
+@dataclass
+class WeightsAnswer:
+    """What a decision returns to the client."""
+
+    weights: dict[str, float]
+    model: str
+    fallback: bool
+    reason: str | None
+    latency_us: float
+    portfolio: str | None = None
+    timestamp: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Portfolio:
+    id: str
+    assets: list[str]
+    prices: collections.deque
+    times: collections.deque
+    created: str
+    last_weights: np.ndarray | None = None
+    last_good: np.ndarray | None = None
+    ticks: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("neuralfolio_requests", "Requests answered", ["route", "status"],
+                                registry=r)
+        self.latency = Histogram(
+            "neuralfolio_decision_latency_seconds", "Server-side time of one decision",
+            buckets=(5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.5),
+            registry=r)
+        self.fallbacks = Counter("neuralfolio_fallbacks", "Answers from the fallback",
+                                 ["reason"], registry=r)
+        self.active = Gauge("neuralfolio_active_model", "1 for the active model version",
+                            ["model"], registry=r)
+        self.activations = Counter("neuralfolio_model_activations",
+                                   "Model versions activated", registry=r)
+        self.gap_l1 = Gauge("neuralfolio_amortization_gap_l1",
+                            "Rolling mean L1 between the network's and the optimizer's weights",
+                            registry=r)
+        self.gap_excess = Gauge(
+            "neuralfolio_amortization_gap_objective_excess",
+            "Rolling mean relative excess of the network's objective over the optimum",
+            registry=r)
+        self.gap_alert = Gauge("neuralfolio_amortization_gap_alert",
+                               "1 while the gap is above its threshold", registry=r)
+        self.portfolios = Gauge("neuralfolio_portfolios", "Portfolios held", registry=r)
+
+
+class _GapMonitor:
+    """Re-solves the optimizer for sampled decisions, off the request path."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.queue: queue.Queue = queue.Queue(maxsize=1000)
+        self.l1: collections.deque = collections.deque(maxlen=engine.config.gap_window)
+        self.excess: collections.deque = collections.deque(maxlen=engine.config.gap_window)
+        self.alert = False
+        self.model: str | None = None
+        self.done = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="gap-monitor", daemon=True)
+        self.thread.start()
+
+    def submit(self, model: ActiveModel, history: np.ndarray, weights: np.ndarray) -> None:
+        # When the monitor is behind, the sample is skipped: a request never waits for it.
+        with contextlib.suppress(queue.Full):
+            self.queue.put_nowait((model, history, weights))
+
+    def reset(self, label: str) -> None:
+        self.l1.clear()
+        self.excess.clear()
+        self.alert, self.model = False, label
+        m = self.engine.metrics
+        m.gap_alert.set(0)
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Block until every submitted sample is processed (tests, shutdown)."""
+        end = time.monotonic() + timeout
+        while self.queue.unfinished_tasks and time.monotonic() < end:
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.put(None)
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                model, history, w = item
+                if model.label != self.model:
+                    continue  # a sample of a model that is no longer active
+                cov, w_star = self.engine.optimize(model, history)
+                opt = float(w_star @ cov @ w_star)
+                self.l1.append(float(np.abs(w - w_star).sum()))
+                self.excess.append(float(w @ cov @ w) / opt - 1.0 if opt > 0 else 0.0)
+                m = self.engine.metrics
+                m.gap_l1.set(float(np.mean(self.l1)))
+                m.gap_excess.set(float(np.mean(self.excess)))
+                full = len(self.l1) >= min(10, self.l1.maxlen)
+                self.alert = full and np.mean(self.l1) > self.engine.config.gap_l1_alert
+                m.gap_alert.set(1 if self.alert else 0)
+                self.done += 1
+            except Exception:  # the monitor must outlive a bad sample
+                logging.getLogger(__name__).exception("gap monitor sample failed")
+            finally:
+                self.queue.task_done()
+
+
+class Engine:
+    """Decisions for stateful portfolios and stateless requests (see the module docstring).
+
+    Parameters
+    ----------
+    config : ServiceConfig
+    """
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.registry = ModelRegistry(config.registry)
+        url = config.audit_url or f"sqlite:///{Path(config.registry).resolve() / 'audit.db'}"
+        self.audit = AuditLog(url)
+        self.metrics = _Metrics()
+        self.portfolios: dict[str, _Portfolio] = {}
+        self._lock = threading.Lock()
+        self._active: ActiveModel | None = None
+        self._count = 0
+        self._solvers: dict[tuple[str, int], PortfolioSolver] = {}
+        self._solver_lock = threading.Lock()
+        self.monitor = _GapMonitor(self)
+        record = self.registry.active()
+        if record is not None:
+            self._install(ActiveModel.load(self.registry, record))
+
+    # ------------------------------------------------------------------ models
+    @property
+    def active(self) -> ActiveModel | None:
+        return self._active
+
+    def _install(self, model: ActiveModel) -> None:
+        previous = self._active
+        self.monitor.reset(model.label)
+        self._active = model  # one assignment: a request sees the old or the new, never both
+        if previous is not None:
+            self.metrics.active.labels(model=previous.label).set(0)
+        self.metrics.active.labels(model=model.label).set(1)
+        self.metrics.activations.inc()
+
+    def activate(self, name: str, version: int | None = None) -> ModelRecord:
+        """Make a registered version active: loaded and checked first, then swapped in."""
+        record = self.registry.get(name, version)
+        model = ActiveModel.load(self.registry, record)  # fails before anything changes
+        self.registry.activate(record.name, record.version)
+        self._install(model)
+        return record
+
+    def _require_model(self) -> ActiveModel:
+        model = self._active
+        if model is None:
+            raise InputError(503, "No model is active; register one with `neuralfolio "
+                                  "retrain` and activate it.")
+        return model
+
+    # --------------------------------------------------------------- portfolios
+    def create_portfolio(self, assets: list[str], prices: list[list[float]],
+                         timestamps: list[Any] | None = None,
+                         portfolio_id: str | None = None) -> dict[str, Any]:
+        """Register a portfolio with its recent price history; returns its description."""
+        model = self._require_model()
+        assets = self._check_assets(model, assets)
+        rows = self._check_rows(prices, len(assets), model.history_needed, "prices")
+        times = self._check_times(timestamps, len(rows))
+        pid = portfolio_id or uuid.uuid4().hex[:12]
+        if not pid.replace("-", "").replace("_", "").isalnum():
+            raise InputError(422, f"portfolio id {pid!r} may hold letters, digits, - and _ "
+                                  "only.")
+        with self._lock:
+            if pid in self.portfolios:
+                raise InputError(409, f"portfolio {pid!r} exists; delete it first or choose "
+                                      "another id.")
+            p = _Portfolio(pid, assets, collections.deque(rows[-HISTORY_ROWS:],
+                                                          maxlen=HISTORY_ROWS),
+                           collections.deque(times[-HISTORY_ROWS:], maxlen=HISTORY_ROWS),
+                           datetime.now(UTC).isoformat())
+            self.portfolios[pid] = p
+            self.metrics.portfolios.set(len(self.portfolios))
+        return self.describe(pid)
+
+    def describe(self, pid: str) -> dict[str, Any]:
+        p = self._portfolio(pid)
+        return {"id": p.id, "assets": p.assets, "history_rows": len(p.prices), "ticks": p.ticks,
+                "last_timestamp": _iso(p.times[-1]) if p.times else None,
+                "last_weights": None if p.last_weights is None else
+                dict(zip(p.assets, p.last_weights.tolist(), strict=True)),
+                "created": p.created}
+
+    def delete_portfolio(self, pid: str) -> None:
+        with self._lock:
+            if self.portfolios.pop(pid, None) is None:
+                raise InputError(404, f"no portfolio {pid!r}; create it with POST "
+                                      "/v1/portfolios.")
+            self.metrics.portfolios.set(len(self.portfolios))
+
+    def _portfolio(self, pid: str) -> _Portfolio:
+        p = self.portfolios.get(pid)
+        if p is None:
+            raise InputError(404, f"no portfolio {pid!r}; create it with POST /v1/portfolios.")
+        return p
+
+    def tick(self, pid: str, prices: dict[str, float] | list[float],
+             timestamp: Any = None) -> WeightsAnswer:
+        """New prices for a portfolio: validated, appended, and answered with weights."""
+        p = self._portfolio(pid)
+        with p.lock:
+            row = self._check_tick(p, prices)
+            stamp = _parse_time(timestamp) if timestamp is not None else datetime.now(UTC)
+            last = p.times[-1] if p.times else None
+            if last is not None:
+                if isinstance(stamp, datetime) != isinstance(last, datetime):
+                    raise InputError(422, "timestamp kind differs from the portfolio's (ISO "
+                                          "times vs numbers); send the same kind each tick.")
+                if stamp <= last:
+                    raise InputError(409, f"tick at {_iso(stamp)} is not after the last one "
+                                          f"({_iso(last)}); ticks must arrive in time order.")
+            self._check_age(stamp)
+            history = np.vstack([np.asarray(p.prices), row[None]])
+            stamps = [_iso(last), _iso(stamp)]
+            answer = self._decide(history, p.assets, pid, stamps, last_good=p.last_good)
+            # Only now does the state change: the tick passed every check.
+            p.prices.append(row)
+            p.times.append(stamp)
+            p.ticks += 1
+            w = np.array([answer.weights[a] for a in p.assets])
+            p.last_weights = w
+            if not answer.fallback:
+                p.last_good = w
+            answer.timestamp = _iso(stamp)
+            return answer
+
+    # ----------------------------------------------------------------- stateless
+    def weights(self, assets: list[str], prices: list[list[float]]) -> WeightsAnswer:
+        """Weights for the last row of a full price window (no state kept)."""
+        model = self._require_model()
+        assets = self._check_assets(model, assets)
+        rows = self._check_rows(prices, len(assets), model.history_needed, "prices")
+        return self._decide(rows, assets, None, None)
+
+    # ----------------------------------------------------------------- decisions
+    def optimize(self, model: ActiveModel, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The exact optimizer the model imitates on the last window: (cov, weights)."""
+        tail = history[-(model.window + 1):]
+        returns = tail[1:] / tail[:-1] - 1.0
+        cov = ledoit_wolf(returns)[0]
+        key = (model.objective, returns.shape[1])
+        with self._solver_lock:  # OSQP workspaces are not shared between threads
+            solver = self._solvers.get(key)
+            if solver is None:
+                solver = self._solvers[key] = PortfolioSolver(*key)
+            return cov, solver.solve(returns, cov)
+
+    def _decide(self, history: np.ndarray, assets: list[str], pid: str | None,
+                stamps: list[str] | None, last_good: np.ndarray | None = None
+                ) -> WeightsAnswer:
+        t0 = time.perf_counter()
+        model = self._require_model()  # read once: the whole decision uses this version
+        reason = None
+        w = None
+        raw = latest_features(history[-model.runtime.lookback:], model.runtime.features)
+        if model.feature_mean is not None and len(model.feature_mean) == len(raw):
+            z = float(np.max(np.abs((raw - model.feature_mean) / model.feature_std)))
+            if not math.isfinite(z) or z > self.config.ood_z:
+                reason = (f"input outside the training distribution (max |z| = {z:.1f} > "
+                          f"{self.config.ood_z:g})")
+        if reason is None:
+            w = model.runtime.predict_features(raw)
+            reason = self._check_output(model, w)
+        if reason is None and self.monitor.alert:
+            reason = "amortization gap above its threshold"
+        fallback = reason is not None
+        label = model.label
+        if fallback:
+            kind = reason.split(" (")[0]
+            self.metrics.fallbacks.labels(reason=kind).inc()
+            if len(history) >= model.window + 1:
+                w = self.optimize(model, history)[1]
+                label = f"optimizer({model.objective})"
+            elif last_good is not None:
+                w, label = last_good, f"{model.label} (last good weights)"
+            else:
+                raise InputError(503, f"{reason}, and there is no fallback: the optimizer "
+                                      f"needs {model.window + 1} price rows.")
+        else:
+            self._count += 1
+            every = self.config.gap_every
+            if every and self._count % every == 0:
+                self.monitor.submit(model, history[-(model.window + 1):].copy(), w)
+        latency = time.perf_counter() - t0
+        self.metrics.latency.observe(latency)
+        self.audit.record(Decision(
+            time=datetime.now(UTC), portfolio=pid,
+            input_hash=input_hash(assets, history[-model.history_needed:], stamps),
+            model=label, assets=list(assets), weights=[float(x) for x in w],
+            fallback=fallback, reason=reason, latency_us=latency * 1e6))
+        return WeightsAnswer(dict(zip(assets, (float(x) for x in w), strict=True)), label,
+                             fallback, reason, latency * 1e6, pid)
+
+    def _check_output(self, model: ActiveModel, w: np.ndarray) -> str | None:
+        tol = self.config.weight_tol
+        if not np.all(np.isfinite(w)):
+            return "output check failed (non-finite weights)"
+        head = model.runtime.head
+        if head.get("name") == "long_short":
+            net, gross = head.get("net", 1.0), head["gross_leverage"]
+            if abs(w.sum() - net) > tol or np.abs(w).sum() > gross + tol:
+                return (f"output check failed (sum {w.sum():.6f}, gross {np.abs(w).sum():.4f}; "
+                        f"promised sum {net:g}, gross <= {gross:g})")
+            return None
+        if w.min() < -tol or abs(w.sum() - 1.0) > tol:
+            return (f"output check failed (min weight {w.min():.2e}, sum {w.sum():.8f}; promised "
+                    "long-only, summing to 1)")
+        return None
+
+    # ------------------------------------------------------------------- checks
+    def _check_assets(self, model: ActiveModel, assets: list[str]) -> list[str]:
+        assets = [str(a) for a in assets]
+        if len(set(assets)) != len(assets):
+            dup = sorted({a for a in assets if assets.count(a) > 1})
+            raise InputError(422, f"assets are repeated: {dup}; list each asset once.")
+        if model.runtime.asset_agnostic:
+            if len(assets) < 2:
+                raise InputError(422, "at least 2 assets are needed.")
+            return assets
+        expected = model.runtime.assets
+        missing = [a for a in expected if a not in assets]
+        extra = [a for a in assets if a not in expected]
+        if missing or extra:
+            raise InputError(422, f"the model {model.label} allocates {expected}; missing "
+                                  f"{missing}, unknown {extra}. Send exactly its assets.")
+        if assets != expected:
+            raise InputError(422, f"assets must be in the model's order {expected}.")
+        return assets
+
+    @staticmethod
+    def _check_rows(prices: Any, n: int, needed: int, what: str) -> np.ndarray:
+        try:
+            rows = np.asarray(prices, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(422, f"{what} must be a list of rows of numbers, one per date, "
+                                  f"{n} per row.") from None
+        if rows.ndim != 2 or rows.shape[1] != n:
+            raise InputError(422, f"{what} must have shape (dates, {n}), one column per "
+                                  f"asset; got {list(rows.shape)}.")
+        if len(rows) < needed:
+            raise InputError(422, f"{what} has {len(rows)} rows; the model and its fallback "
+                                  f"need at least {needed} (oldest first).")
+        bad = ~np.isfinite(rows)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise InputError(422, f"{what} row {r}, column {c} is not a finite number; fill "
+                                  "or drop it before sending.")
+        if (rows <= 0).any():
+            r, c = np.argwhere(rows <= 0)[0]
+            raise InputError(422, f"{what} row {r}, column {c} is {rows[r, c]:g}; prices must "
+                                  "be positive.")
+        return rows
+
+    @staticmethod
+    def _check_times(timestamps: list[Any] | None, n: int) -> list[Any]:
+        if timestamps is None:
+            return [None] * n  # unstamped history: the first tick sets the clock
+        if len(timestamps) != n:
+            raise InputError(422, f"timestamps has {len(timestamps)} entries for {n} price "
+                                  "rows; send one per row.")
+        times = [_parse_time(t) for t in timestamps]
+        if len({type(t) for t in times}) > 1:
+            raise InputError(422, "timestamps mix ISO times and numbers; use one kind.")
+        for a, b in itertools.pairwise(times):
+            if b <= a:
+                raise InputError(422, f"timestamps must increase; {_iso(b)} follows "
+                                      f"{_iso(a)}.")
+        return times
+
+    def _check_tick(self, p: _Portfolio, prices: dict[str, float] | list[float]) -> np.ndarray:
+        if isinstance(prices, dict):
+            missing = [a for a in p.assets if a not in prices]
+            extra = [a for a in prices if a not in p.assets]
+            if missing or extra:
+                raise InputError(422, f"tick prices: missing {missing}, unknown {extra}; "
+                                      f"send one price for each of {p.assets}.")
+            values = [prices[a] for a in p.assets]
+        else:
+            values = list(prices)
+            if len(values) != len(p.assets):
+                raise InputError(422, f"tick has {len(values)} prices for {len(p.assets)} "
+                                      f"assets {p.assets}.")
+        row = self._check_rows([values], len(p.assets), 1, "tick prices")
+        return row[0]
+
+    def _check_age(self, stamp: Any) -> None:
+        limit = self.config.max_age_seconds
+        if limit is None or not isinstance(stamp, datetime):
+            return
+        age = (datetime.now(UTC) - stamp).total_seconds()
+        if age > limit:
+            raise InputError(422, f"tick at {_iso(stamp)} is {age:.0f} s old, older than the "
+                                  f"service's limit of {limit:g} s (stale data).")
+
+    def close(self) -> None:
+        """Stop the monitor and flush the audit log."""
+        self.monitor.stop()
+        self.audit.close()
+
+
+def _parse_time(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise InputError(422, f"timestamp {value!r} is not a time.")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InputError(422, "timestamp must be finite.")
+        return float(value)
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        t = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(422, f"timestamp {value!r} is not an ISO 8601 time (e.g. "
+                              "2024-03-01T15:30:00Z) or a number.") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _iso(t: Any) -> str | None:
+    if t is None:
+        return None
+    return t.isoformat() if isinstance(t, datetime) else f"{t:g}"
