@@ -1,0 +1,87 @@
+"""SIGKILL the running server in the middle of activations: the registry still serves."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from neuralfolio.serve import ModelRegistry, ServiceConfig, create_app
+
+TOKEN = "t0ken"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(registry, port):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuralfolio.cli", "serve", "--registry", str(registry),
+         "--port", str(port), "--token", TOKEN],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + 90
+    while time.monotonic() < end:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited: {proc.stderr.read().decode()[-2000:]}")
+    proc.kill()
+    raise AssertionError("the server did not become ready in 90 s")
+
+
+@pytest.mark.slow
+def test_sigkill_during_activations_leaves_a_servable_registry(registry_copy, market):
+    labels = {r.label for r in ModelRegistry(registry_copy).list()}
+    history = np.asarray(market.iloc[269:300]).tolist()
+    rng = np.random.default_rng(0)
+    for _round in range(3):
+        port = _free_port()
+        proc = _start(registry_copy, port)
+        done = []
+        stop = threading.Event()
+
+        def flip(port=port, done=done, stop=stop):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as c:
+                k = 0
+                while not stop.is_set():
+                    try:
+                        r = c.post("/v1/models/minvar/activate", json={"version": 1 + k % 2},
+                                   headers={"Authorization": f"Bearer {TOKEN}"})
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    assert r.status_code == 200, r.text
+                    done.append(r.json()["active"])
+                    k += 1
+
+        t = threading.Thread(target=flip)
+        t.start()
+        time.sleep(0.3 + rng.uniform(0, 0.7))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        stop.set()
+        t.join(timeout=10)
+        assert len(done) > 5  # it was activating when it died
+
+        # Restart on the same registry: a complete model is active and answers.
+        with TestClient(create_app(ServiceConfig(registry=registry_copy,
+                                                 audit_url="sqlite://"))) as client:
+            assert client.get("/readyz").status_code == 200
+            r = client.post("/v1/weights", json={"assets": ["A0", "A1", "A2", "A3"],
+                                                 "prices": history})
+            assert r.status_code == 200 and r.json()["model"] in labels
+            assert abs(sum(r.json()["weights"].values()) - 1) < 1e-9
+        leftovers = [p.name for p in registry_copy.iterdir() if ".tmp" in p.name]
+        assert len(leftovers) <= 1  # at most the one write the kill interrupted
