@@ -152,10 +152,15 @@ def audit(
             raise DataError(f"no audit log at {path}; pass --url, or run the service on this "
                             "registry first.")
         url = f"sqlite:///{path.resolve()}"
+    try:
+        start = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise ConfigError(f"--since {since!r} is not an ISO time, e.g. 2024-03-01T15:30:00."
+                          ) from None
     log = AuditLog(url)
     try:
-        rows = log.query(portfolio=portfolio, model=model, fallback=fallback,
-                         since=datetime.fromisoformat(since) if since else None, limit=limit)
+        rows = log.query(portfolio=portfolio, model=model, fallback=fallback, since=start,
+                         limit=limit)
     finally:
         log.close()
     if json_out:
@@ -207,8 +212,12 @@ def replay(
                           "retrain` first.")
     if not active["asset_agnostic"]:
         prices = prices[active["assets"]]
-    first = prices.index.searchsorted(prices.index[active["history_needed"]] if start is None
-                                      else prices.index[prices.index >= start][0])
+    later = prices.index[prices.index >= start] if start is not None else prices.index
+    if start is not None and not len(later):
+        raise DataError(f"--start {start} is after the data's last date "
+                        f"{prices.index[-1].date()}.")
+    first = (active["history_needed"] if start is None
+             else int(prices.index.searchsorted(later[0])))
     if first < active["history_needed"]:
         raise DataError(f"start {prices.index[first].date()} leaves {first} price rows "
                         f"before it; the service needs {active['history_needed']}.")
@@ -236,18 +245,20 @@ def replay(
                      f"p99 {np.percentile(lat, 99):,.0f} µs; fallbacks {fallbacks}")
         return t
 
-    with Live(console=console, refresh_per_second=8) as live:
-        for date, row in rows.iterrows():
-            t0 = time.perf_counter()
-            r = client.post(f"/v1/portfolios/{portfolio}/ticks", json={
-                "timestamp": date.isoformat(), "prices": row.to_dict()})
-            if r.status_code != 200:
-                raise ConfigError(f"tick {date.date()} refused ({r.status_code}): "
-                                  f"{r.json().get('detail')}")
-            answer = r.json()
-            latencies.append(answer["latency_us"])
-            fallbacks += answer["fallback"]
-            live.update(render(date, answer))
-            if speed > 0:
-                time.sleep(max(0.0, 1.0 / speed - (time.perf_counter() - t0)))
-    client.close()
+    try:
+        with Live(console=console, refresh_per_second=8) as live:
+            for date, row in rows.iterrows():
+                t0 = time.perf_counter()
+                r = client.post(f"/v1/portfolios/{portfolio}/ticks", json={
+                    "timestamp": date.isoformat(), "prices": row.to_dict()})
+                if r.status_code != 200:
+                    raise ConfigError(f"tick {date.date()} refused ({r.status_code}): "
+                                      f"{r.json().get('detail')}")
+                answer = r.json()
+                latencies.append(answer["latency_us"])
+                fallbacks += answer["fallback"]
+                live.update(render(date, answer))
+                if speed > 0:
+                    time.sleep(max(0.0, 1.0 / speed - (time.perf_counter() - t0)))
+    finally:
+        client.close()

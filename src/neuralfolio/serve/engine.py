@@ -269,6 +269,7 @@ class Engine:
         self._count = 0
         self._solvers: dict[tuple[str, int], PortfolioSolver] = {}
         self._solver_lock = threading.Lock()
+        self._activate_lock = threading.Lock()
         self.monitor = _GapMonitor(self)
         record = self.registry.active()
         if record is not None:
@@ -292,8 +293,9 @@ class Engine:
         """Make a registered version active: loaded and checked first, then swapped in."""
         record = self.registry.get(name, version)
         model = ActiveModel.load(self.registry, record)  # fails before anything changes
-        self.registry.activate(record.name, record.version)
-        self._install(model)
+        with self._activate_lock:  # the registry's pointer and the served model agree
+            self.registry.activate(record.name, record.version)
+            self._install(model)
         return record
 
     def _require_model(self) -> ActiveModel:
@@ -405,6 +407,14 @@ class Engine:
                 ) -> WeightsAnswer:
         t0 = time.perf_counter()
         model = self._require_model()  # read once: the whole decision uses this version
+        if not model.runtime.asset_agnostic and list(assets) != model.runtime.assets:
+            raise InputError(409, f"the active model {model.label} allocates "
+                                  f"{model.runtime.assets}, not this portfolio's {assets}; "
+                                  "activate a model for these assets or create a new "
+                                  "portfolio.")
+        if len(history) < model.history_needed:
+            raise InputError(409, f"{len(history)} price rows are held; the active model "
+                                  f"{model.label} needs {model.history_needed}.")
         reason = None
         w = None
         raw = latest_features(history[-model.runtime.lookback:], model.runtime.features)

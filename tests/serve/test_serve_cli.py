@@ -1,0 +1,200 @@
+"""The service's commands (retrain, audit, replay, serve) through the CLI, and a live server."""
+
+import json
+import shutil
+import socket
+import threading
+import time
+from datetime import datetime
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from neuralfolio.cli import app, main
+from neuralfolio.data import load_prices
+from neuralfolio.serve import Engine, ModelRegistry, ServiceConfig, create_app
+
+runner = CliRunner()
+TINY = ["--epochs", "2", "--augment", "0", "--window", "60", "--holdout", "60"]
+
+
+def _invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _retrain(registry, *extra) -> dict:
+    result = _invoke("retrain", "gfc", *TINY, "--registry", registry, "--json", *extra)
+    return json.loads(result.stdout)
+
+
+def _main_error(monkeypatch, capsys, *args) -> str:
+    monkeypatch.setattr("sys.argv", ["neuralfolio", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return " ".join(err.split())
+
+
+def _active(registry) -> str | None:
+    record = ModelRegistry(registry).active()
+    return None if record is None else record.label
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory):
+    """A registry after one ``neuralfolio retrain gfc``, and that run's JSON report."""
+    root = tmp_path_factory.mktemp("retrained")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: set the test cache here
+        mp.setenv("NEURALFOLIO_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        report = _retrain(root)
+    return root, report
+
+
+@pytest.fixture
+def registry(retrained, tmp_path):
+    """A private copy of the retrained registry."""
+    dst = tmp_path / "registry"
+    shutil.copytree(retrained[0], dst, ignore=shutil.ignore_patterns("audit.db*"))
+    return dst
+
+
+# ----------------------------------------------------------------------------- retrain
+def test_retrain_activates_a_candidate_only_when_it_is_not_worse(retrained, registry):
+    first = retrained[1]
+    assert first["candidate"] == "minvar:1" and first["activated"] is True
+    assert first["active"] is None and first["active_l1"] is None  # nothing was active
+    assert 0 < first["candidate_l1"] < 2
+    assert first["holdout"] == ["2010-10-07", "2010-12-31"]  # the last 60 gfc dates
+    assert _active(registry) == "minvar:1"
+
+    second = _retrain(registry)
+    assert second["candidate"] == "minvar:2" and second["active"] == "minvar:1"
+    not_worse = second["candidate_l1"] <= second["active_l1"]
+    assert second["activated"] is not_worse
+    assert _active(registry) == ("minvar:2" if not_worse else "minvar:1")
+    reg = ModelRegistry(registry)
+    for report in (first, second):  # the report's score is the one the registry keeps
+        meta = reg.get("minvar", int(report["candidate"].split(":")[1])).meta
+        assert meta["metrics"]["holdout_l1"] == pytest.approx(report["candidate_l1"])
+        assert meta["window"] == 60
+
+    # A negative tolerance asks for a strictly better candidate: an equal one stays idle.
+    before = _active(registry)
+    third = _retrain(registry, "--tolerance", "-0.5")
+    assert third["candidate"] == "minvar:3" and third["active"] == before
+    better = third["candidate_l1"] <= 0.5 * third["active_l1"]
+    assert third["activated"] is better
+    assert _active(registry) == ("minvar:3" if better else before)
+
+    before = _active(registry)
+    fourth = _retrain(registry, "--no-activate")
+    assert fourth["candidate"] == "minvar:4" and fourth["activated"] is False
+    assert _active(registry) == before
+    assert [r.label for r in reg.list()] == [f"minvar:{v}" for v in range(1, 5)]
+
+
+# ------------------------------------------------------------------------------- audit
+def _history(prices, end: int, rows: int) -> dict:
+    head = prices.iloc[end - rows: end]
+    return {"prices": head.to_numpy().tolist(),
+            "timestamps": [d.isoformat() for d in head.index]}
+
+
+def _tick(prices, i: int) -> dict:
+    return {"timestamp": prices.index[i].isoformat(), "prices": prices.iloc[i].to_dict()}
+
+
+def test_audit_lists_recorded_decisions_newest_first(registry, monkeypatch):
+    prices = load_prices("gfc")
+    assets = list(prices.columns)
+    config = ServiceConfig(registry=registry)
+    engine = Engine(config)
+    with TestClient(create_app(config, engine)) as client:
+        needed = client.get("/v1/models").json()["active"]["history_needed"]
+        start = prices.index.get_loc(prices.loc["2009-01-02":].index[0])
+        r = client.post("/v1/portfolios", json={"id": "p", "assets": assets,
+                                                **_history(prices, start, needed)})
+        assert r.status_code == 201, r.text
+        ticks = [client.post("/v1/portfolios/p/ticks", json=_tick(prices, start + k)).json()
+                 for k in range(3)]
+        with monkeypatch.context() as mp:  # a broken network: the optimizer answers
+            mp.setattr(engine.active.runtime, "predict_features", lambda x: np.full(4, np.nan))
+            fell = client.post("/v1/portfolios/p/ticks", json=_tick(prices, start + 3)).json()
+        assert fell["fallback"] is True
+        window = prices.iloc[start + 10 - needed: start + 10].to_numpy().tolist()
+        stateless = client.post("/v1/weights", json={"assets": assets, "prices": window})
+        assert stateless.status_code == 200
+    # Leaving the client stopped the service, which flushed its audit log.
+
+    rows = json.loads(_invoke("audit", "--registry", registry, "--json").stdout)
+    assert len(rows) == 5
+    times = [datetime.fromisoformat(r["time"]) for r in rows]
+    assert times == sorted(times, reverse=True)
+    assert rows[0]["portfolio"] is None and rows[0]["model"] == "minvar:1"
+    assert [r["weights"] for r in rows[2:]] == [list(t["weights"].values())
+                                                for t in ticks[::-1]]
+    assert rows[1]["fallback"] is True and rows[1]["model"] == "optimizer(min_variance)"
+    assert "non-finite" in rows[1]["reason"]
+    assert all(r["assets"] == assets for r in rows)
+
+    only = json.loads(_invoke("audit", "--registry", registry, "--fallback", "--json").stdout)
+    assert [r["id"] for r in only] == [rows[1]["id"]]
+    normal = json.loads(_invoke("audit", "--registry", registry, "--no-fallback",
+                                "--json").stdout)
+    assert len(normal) == 4 and not any(r["fallback"] for r in normal)
+    two = json.loads(_invoke("audit", "--registry", registry, "--portfolio", "p",
+                             "--limit", "2", "--json").stdout)
+    assert [r["id"] for r in two] == [rows[1]["id"], rows[2]["id"]]
+    table = _invoke("audit", "--registry", registry).stdout
+    assert "Audit log: 5 newest decisions" in table and "non-finite" in table
+
+
+def test_audit_without_a_log_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    err = _main_error(monkeypatch, capsys, "audit", "--registry", tmp_path)
+    assert err.startswith("error: no audit log at") and "audit.db" in err
+
+
+# ------------------------------------------------------------------------------- serve
+def test_serve_refuses_more_than_one_worker(monkeypatch, capsys, registry):
+    err = _main_error(monkeypatch, capsys, "serve", "--registry", registry, "--workers", "2")
+    assert err.startswith("error:") and "--workers 1" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_replay_streams_ticks_into_a_live_server(registry):
+    port = _free_port()
+    config = uvicorn.Config(create_app(ServiceConfig(registry=registry)), host="127.0.0.1",
+                            port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        end = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < end, "the server did not start"
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{port}"
+        result = _invoke("replay", "gfc", "--url", url, "--speed", "0", "--limit", "20",
+                         "--start", "2009-01-02")
+        state = httpx.get(f"{url}/v1/portfolios/replay", timeout=10).json()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    assert state["ticks"] == 20
+    dates = load_prices("gfc").loc["2009-01-02":].index
+    assert state["last_timestamp"].startswith(str(dates[19].date()))
+    assert "20 ticks" in result.stdout
