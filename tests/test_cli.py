@@ -113,51 +113,42 @@ def test_backtest_json(price_file, tmp_path):
     assert (out / "report.html").exists()
 
 
-def test_demo_cases(monkeypatch, capsys):
+def test_demo_cases(cli_error):
     from neuralfolio.pipeline import demo_config
 
     gfc = demo_config("gfc", seed=3)
     assert gfc.data == "gfc" and gfc.test_start.startswith("2008")
     assert gfc.report_focus[2] == "September 2008" and gfc.train.seed == 3
     assert demo_config("sp500").test_end == "2022-12-31"
-    err = _main_error(monkeypatch, capsys, "demo", "--case", "dotcom")
+    err = cli_error("demo", "--case", "dotcom")
     assert "Unknown demo case 'dotcom'" in err and "gfc" in err
 
 
-def _main_error(monkeypatch, capsys, *args):
-    monkeypatch.setattr("sys.argv", ["neuralfolio", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
 
-
-def test_errors_are_one_clear_line(monkeypatch, capsys, price_file, tmp_path):
-    err = _main_error(monkeypatch, capsys, "data", "show", "sp5000")
+def test_errors_are_one_clear_line(cli_error, price_file, tmp_path):
+    err = cli_error("data", "show", "sp5000")
     assert "Unknown dataset 'sp5000'" in err and "sp500" in err
-    err = _main_error(monkeypatch, capsys, "data", "show", str(tmp_path / "nope.csv"))
+    err = cli_error("data", "show", str(tmp_path / "nope.csv"))
     assert "File not found" in err
-    err = _main_error(monkeypatch, capsys, "backtest", "--policies", "magic")
+    err = cli_error("backtest", "--policies", "magic")
     assert "Unknown policy name" in err
-    err = _main_error(monkeypatch, capsys, "predict", str(tmp_path))
+    err = cli_error("predict", str(tmp_path))
     assert "not a saved model" in err
-    err = _main_error(monkeypatch, capsys, "report", str(tmp_path))
+    err = cli_error("report", str(tmp_path))
     assert "not a saved backtest run" in err
-    err = _main_error(monkeypatch, capsys, "backtest", "--rebalance", "hourly")
+    err = cli_error("backtest", "--rebalance", "hourly")
     assert "Unknown rebalance rule 'hourly'" in err
 
 
-def test_predict_rejects_bad_prices(monkeypatch, capsys, price_file, tmp_path):
+def test_predict_rejects_bad_prices(cli_error, price_file, tmp_path):
     model = tmp_path / "model"
     _invoke("train", str(price_file), "--features", "prices", "--hidden", "4", "--epochs", "2",
             "--out", str(model), "--json")
-    err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "1,2")
+    err = cli_error("predict", str(model), "--prices", "1,2")
     assert "but there are 4 assets" in err
-    err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "1,2,-3,4")
+    err = cli_error("predict", str(model), "--prices", "1,2,-3,4")
     assert "positive" in err
-    err = _main_error(monkeypatch, capsys, "predict", str(model), "--prices", "A0=1,B=2")
+    err = cli_error("predict", str(model), "--prices", "A0=1,B=2")
     assert "missing" in err
 
 
@@ -193,12 +184,12 @@ def test_repairs_are_reported_as_one_line_warnings(monkeypatch, capsys, tmp_path
     assert "forward-filled 1 short gap" in err and "A1" in err
 
 
-def test_max_fill_option_accepts_a_longer_gap(monkeypatch, capsys, tmp_path):
+def test_max_fill_option_accepts_a_longer_gap(cli_error, tmp_path):
     prices = synthetic_prices(3, 50, seed=0)
     prices.iloc[10:18, 2] = float("nan")
     path = tmp_path / "gappy.csv"
     prices.to_csv(path)
-    err = _main_error(monkeypatch, capsys, "data", "show", str(path))
+    err = cli_error("data", "show", str(path))
     assert "8 missing prices in a row" in err and "--max-fill" in err
     info = json.loads(_invoke("data", "show", str(path), "--max-fill", "8", "--json").stdout)
     assert info["dates"] == 50
@@ -219,10 +210,10 @@ def test_labels_objective_cov_jobs_and_augment(price_file, tmp_path):
     np.testing.assert_allclose(scen.filter(like="w:").sum(axis=1), 1.0, atol=1e-6)
 
 
-def test_labels_bad_options_are_one_line(monkeypatch, capsys, price_file):
-    err = _main_error(monkeypatch, capsys, "labels", str(price_file), "--objective", "magic")
+def test_labels_bad_options_are_one_line(cli_error, price_file):
+    err = cli_error("labels", str(price_file), "--objective", "magic")
     assert "Unknown objective 'magic'" in err
-    err = _main_error(monkeypatch, capsys, "labels", str(price_file), "--augment", "5")
+    err = cli_error("labels", str(price_file), "--augment", "5")
     assert "give --out too" in err
 
 
@@ -247,16 +238,16 @@ def test_train_any_family_head_and_loss_from_a_yaml_file(price_file, tmp_path):
     assert info["network"] == "dense" and info["loss"] == "variance"
 
 
-def test_train_bad_settings_are_one_line(monkeypatch, capsys, price_file, tmp_path):
-    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--model", "transformer")
+def test_train_bad_settings_are_one_line(cli_error, price_file, tmp_path):
+    err = cli_error("train", str(price_file), "--model", "transformer")
     assert "Unknown model 'transformer'" in err and "attention" in err
-    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--loss", "mse +")
+    err = cli_error("train", str(price_file), "--loss", "mse +")
     assert "loss" in err
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [1, 2\n")
-    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--config", str(bad))
+    err = cli_error("train", str(price_file), "--config", str(bad))
     assert "not valid YAML" in err
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[train]\nlayers = 3\n")
-    err = _main_error(monkeypatch, capsys, "train", str(price_file), "--config", str(unknown))
+    err = cli_error("train", str(price_file), "--config", str(unknown))
     assert "Unknown train setting(s) ['layers']" in err

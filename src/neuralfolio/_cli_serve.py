@@ -234,7 +234,8 @@ def replay(
     fallbacks = 0
 
     def render(date, answer) -> Table:
-        t = Table(title=f"replay {source} -> {url}  {date.date()}  model {answer['model']}")
+        t = Table(title=f"replay {source} -> {url}  {date.date()}  model {answer['model']}",
+                  min_width=72)
         t.add_column("asset")
         t.add_column("weight", justify="right")
         top = sorted(answer["weights"].items(), key=lambda kv: -abs(kv[1]))[:show]

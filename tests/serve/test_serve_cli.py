@@ -14,7 +14,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from neuralfolio.cli import app, main
+from neuralfolio.cli import app
 from neuralfolio.data import load_prices
 from neuralfolio.serve import Engine, ModelRegistry, ServiceConfig, create_app
 
@@ -32,15 +32,6 @@ def _retrain(registry, *extra) -> dict:
     result = _invoke("retrain", "gfc", *TINY, "--registry", registry, "--json", *extra)
     return json.loads(result.stdout)
 
-
-def _main_error(monkeypatch, capsys, *args) -> str:
-    monkeypatch.setattr("sys.argv", ["neuralfolio", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return " ".join(err.split())
 
 
 def _active(registry) -> str | None:
@@ -157,14 +148,14 @@ def test_audit_lists_recorded_decisions_newest_first(registry, monkeypatch):
     assert "Audit log: 5 newest decisions" in table and "non-finite" in table
 
 
-def test_audit_without_a_log_is_a_one_line_error(monkeypatch, capsys, tmp_path):
-    err = _main_error(monkeypatch, capsys, "audit", "--registry", tmp_path)
+def test_audit_without_a_log_is_a_one_line_error(cli_error, tmp_path):
+    err = cli_error("audit", "--registry", tmp_path)
     assert err.startswith("error: no audit log at") and "audit.db" in err
 
 
 # ------------------------------------------------------------------------------- serve
-def test_serve_refuses_more_than_one_worker(monkeypatch, capsys, registry):
-    err = _main_error(monkeypatch, capsys, "serve", "--registry", registry, "--workers", "2")
+def test_serve_refuses_more_than_one_worker(cli_error, registry):
+    err = cli_error("serve", "--registry", registry, "--workers", "2")
     assert err.startswith("error:") and "--workers 1" in err
 
 
