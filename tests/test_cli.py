@@ -24,7 +24,8 @@ def price_file(tmp_path_factory):
 @pytest.mark.parametrize(
     "command",
     [["data", "list"], ["data", "show"], ["labels"], ["train"], ["predict"], ["backtest"],
-     ["demo"], ["report"], ["scratch", "toy"], ["scratch", "moons"], ["scratch", "summary"]],
+     ["demo"], ["report"], ["scratch", "toy"], ["scratch", "moons"], ["scratch", "summary"],
+     ["serve"], ["retrain"], ["audit"], ["replay"]],
 )
 def test_every_command_has_help_with_an_example(command):
     result = _invoke(*command, "--help")

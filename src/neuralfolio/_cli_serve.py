@@ -73,8 +73,10 @@ def retrain(
         help="Re-train every this many hours until stopped (Ctrl-C).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a candidate on the latest data, compare it with the active model on a recent
-    holdout, and activate it only if it is not worse.
+    """Re-train on the latest data; activate the candidate if it is not worse on a holdout.
+
+    The candidate and the active model are scored on the most recent dates, which the
+    candidate did not train on.
 
     Example: neuralfolio retrain sp500 --registry models/registry --service
     http://127.0.0.1:8000 --token s3cret

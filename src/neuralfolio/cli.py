@@ -20,7 +20,8 @@ from neuralfolio.errors import ConfigError, NeuralfolioError, NeuralfolioWarning
 
 app = typer.Typer(
     name="neuralfolio",
-    help="Neural-network portfolio allocation: data, labels, training, prediction, backtests.",
+    help="Neural-network portfolio allocation: data, labels, training, prediction, backtests, "
+         "reports, a weights service, and the course's networks in NumPy.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -543,8 +544,9 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the networks and scenarios.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """The main job: walk-forward on bundled data, every policy, costs, paired statistics
-    and an HTML report.
+    """The main job: walk-forward on bundled data, with costs, statistics and a report.
+
+    Every policy, paired bootstrap intervals, and runs/demo/report.html.
 
     Example: neuralfolio demo; neuralfolio demo --case gfc
     """
