@@ -53,6 +53,7 @@ class BacktestResult:
     config: dict[str, Any] = field(default_factory=dict)
     execution: dict[str, Execution] = field(default_factory=dict)
     _simulations: dict[str, Simulation] = field(default_factory=dict, init=False, repr=False)
+    _paired: dict[tuple, pd.DataFrame] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def policies(self) -> list[str]:
@@ -109,6 +110,9 @@ class BacktestResult:
             One row per (policy, statistic): ``estimate``, ``low``, ``high`` of
             ``statistic(policy) - statistic(baseline)``.
         """
+        key = (baseline, tuple(statistics), tuple(sorted(kwargs.items())))
+        if key in self._paired:  # the CLI and the report ask for the same intervals
+            return self._paired[key].copy()
         returns = self.portfolio_returns()
         if baseline not in returns:
             raise ConfigError(f"baseline {baseline!r} is not a policy of this run; choose "
@@ -120,7 +124,8 @@ class BacktestResult:
             for stat in statistics:
                 iv = paired_bootstrap(returns[name], returns[baseline], stat, **kwargs)
                 rows[(name, stat)] = {"estimate": iv.estimate, "low": iv.low, "high": iv.high}
-        return pd.DataFrame.from_dict(rows, orient="index")
+        self._paired[key] = pd.DataFrame.from_dict(rows, orient="index")
+        return self._paired[key].copy()
 
     def portfolio_returns(self) -> pd.DataFrame:
         """Daily net returns per policy, shape (n_dates, n_policies), indexed by decision

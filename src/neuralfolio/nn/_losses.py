@@ -434,13 +434,13 @@ class CrossEntropy(_Imitation):
     name = "cross_entropy"
 
     def __init__(self, eps: float = 1e-12) -> None:
-        self.eps = _check_eps(eps, "CrossEntropy")
+        self.eps = _check_eps(eps, type(self).__name__)
 
     def _per_row(self, w, y):
         return -(y * torch.log(w.clamp_min(self.eps))).sum(dim=-1)
 
 
-class KL(_Imitation):
+class KL(CrossEntropy):
     """Kullback-Leibler divergence from the label weights to the weights, batch mean.
 
     ``sum_j y_j log(y_j / max(w_j, eps))`` with ``0 log 0 = 0``: the cross-entropy less the
@@ -455,11 +455,8 @@ class KL(_Imitation):
 
     name = "kl"
 
-    def __init__(self, eps: float = 1e-12) -> None:
-        self.eps = _check_eps(eps, "KL")
-
     def _per_row(self, w, y):
-        return (torch.xlogy(y, y) - y * torch.log(w.clamp_min(self.eps))).sum(dim=-1)
+        return torch.xlogy(y, y).sum(dim=-1) + super()._per_row(w, y)
 
 
 # ----------------------------------------------------------------------------- outcome
