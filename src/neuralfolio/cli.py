@@ -15,7 +15,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from neuralfolio.config import POLICY_NAMES, RunConfig, cache_dir
+from neuralfolio._cli_common import (
+    AssetsOpt,
+    DropOpt,
+    EndOpt,
+    JsonOpt,
+    LayoutOpt,
+    MaxFillOpt,
+    StartOpt,
+    load,
+    names,
+    print_json,
+)
+from neuralfolio.config import POLICY_NAMES, RunConfig, cache_dir, run_defaults
 from neuralfolio.errors import ConfigError, NeuralfolioError, NeuralfolioWarning
 
 app = typer.Typer(
@@ -25,38 +37,24 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain: "[train]" is a word, not markup
 )
-data_app = typer.Typer(help="Bundled data sets and price files.", no_args_is_help=True)
+data_app = typer.Typer(help="Bundled data sets and price files.", no_args_is_help=True,
+                       rich_markup_mode=None)
 app.add_typer(data_app, name="data")
 
 # Tables stay readable when output goes to a file or a pipe (rich would assume 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
-StartOpt = Annotated[str | None, typer.Option(help="First date kept, e.g. 2005-01-01.")]
-EndOpt = Annotated[str | None, typer.Option(help="Last date kept.")]
-AssetsOpt = Annotated[
-    str | None, typer.Option(help="Comma-separated asset columns to keep, e.g. BAC,JPM.")
-]
 WindowOpt = Annotated[int, typer.Option(help="Returns per covariance window.")]
-MaxFillOpt = Annotated[int, typer.Option(
-    help="Longest gap of missing prices (trading days) forward-filled with a warning.")]
+_assets = names
+_print_json = print_json
 
 
-def _assets(value: str | None) -> list[str] | None:
-    return [a.strip() for a in value.split(",") if a.strip()] if value else None
-
-
-def _print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def _load(source: str, start=None, end=None, assets=None, max_fill=None) -> pd.DataFrame:
-    from neuralfolio.data import MAX_FILL_DEFAULT, load_prices
-
-    return load_prices(source, start=start, end=end, assets=_assets(assets),
-                       max_fill=MAX_FILL_DEFAULT if max_fill is None else max_fill)
+def _load(source: str, start=None, end=None, assets=None, max_fill=None, drop=None,
+          layout: str = "auto") -> pd.DataFrame:
+    return load(source, start, end, assets, max_fill, drop, layout)
 
 
 # ----------------------------------------------------------------------------- data
@@ -92,6 +90,8 @@ def data_show(
     start: StartOpt = None,
     end: EndOpt = None,
     assets: AssetsOpt = None,
+    drop: DropOpt = None,
+    layout: LayoutOpt = "auto",
     max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
 ) -> None:
@@ -102,7 +102,7 @@ def data_show(
     from neuralfolio.data import simple_returns
     from neuralfolio.risk import TRADING_DAYS
 
-    prices = _load(source, start, end, assets, max_fill)
+    prices = _load(source, start, end, assets, max_fill, drop, layout)
     rets = simple_returns(prices)
     rows = [
         {"asset": a, "first": float(prices[a].iloc[0]), "last": float(prices[a].iloc[-1]),
@@ -149,6 +149,8 @@ def labels(
     start: StartOpt = None,
     end: EndOpt = None,
     assets: AssetsOpt = None,
+    drop: DropOpt = None,
+    layout: LayoutOpt = "auto",
     out: Annotated[Path | None, typer.Option(help="Write the labels to this Parquet file.")] = None,
     max_fill: MaxFillOpt = 5,
     json_out: JsonOpt = False,
@@ -163,7 +165,7 @@ def labels(
 
     if augment and out is None:
         raise ConfigError("--augment writes its scenarios next to --out; give --out too.")
-    prices = _load(source, start, end, assets, max_fill)
+    prices = _load(source, start, end, assets, max_fill, drop, layout)
     constraints = Constraints(lower, upper)
     t0 = time.perf_counter()
     ls = rolling_labels(prices, objective=objective, window=window, cov=cov,
@@ -235,6 +237,8 @@ def train(
     source: Annotated[str, typer.Argument(help="Data set name or CSV/Parquet path.")],
     out: Annotated[Path, typer.Option(help="Directory to save the model in.")] = Path(
         "models/latest"),
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace a model already saved in --out.")] = False,
     config: Annotated[Path | None, typer.Option(
         help="TOML, YAML or JSON file of training settings (TrainConfig keys, optionally "
              "under [train]); flags given here override it.")] = None,
@@ -244,6 +248,8 @@ def train(
     start: StartOpt = None,
     end: Annotated[str | None, typer.Option(help="Last training date.")] = None,
     assets: AssetsOpt = None,
+    drop: DropOpt = None,
+    layout: LayoutOpt = "auto",
     model: Annotated[str | None, typer.Option(
         help="dense, lstm, gru, rnn, tcn or attention.")] = None,
     head: Annotated[str | None, typer.Option(
@@ -263,7 +269,8 @@ def train(
         help="Synthetic covariance scenarios (risk inputs and imitation losses; default "
              "20000 there, else 0).")] = None,
     objective: Annotated[str, typer.Option(
-        help="Optimizer whose rolling solutions are the labels.")] = "min_variance",
+        help="Optimizer whose rolling solutions are the labels (solved under the head's "
+             "constraints: a capped head learns capped labels).")] = "min_variance",
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Save the loss curves to this PNG.")
                     ] = None,
@@ -276,9 +283,10 @@ def train(
     """
     from neuralfolio.config import DEFAULT_IMITATION, read_config_file, with_defaults
     from neuralfolio.features import FeatureSpec
-    from neuralfolio.nn import NeuralAllocator, TrainConfig
+    from neuralfolio.nn import NeuralAllocator, TrainConfig, label_constraints
     from neuralfolio.optimize import rolling_labels
 
+    _refuse_overwrite(out, overwrite)
     file_settings = {}
     if config is not None:
         d = read_config_file(config)
@@ -303,11 +311,12 @@ def train(
     imitation = "target" in cfg.loss_fn().needs
     if augment is None:
         augment = 20_000 if features == "risk" and imitation else 0
-    prices = _load(source, start, end, assets, max_fill)
+    prices = _load(source, start, end, assets, max_fill, drop, layout)
     labels = None
     if imitation:
         labels = rolling_labels(prices, objective=objective, window=window,
-                                cache_dir=cache_dir() / "labels").weights
+                                constraints=label_constraints(cfg, prices.shape[1]),
+                                cache_dir=cache_dir() / "labels")
     nn_model = NeuralAllocator(spec, cfg, augment=augment)
     t0 = time.perf_counter()
     nn_model.fit(prices, labels, progress=not json_out)
@@ -320,7 +329,7 @@ def train(
             "features": features, "training_period": nn_model.training_period_,
             "epochs": len(h.train_loss), "best_epoch": h.best_epoch,
             "train_loss": h.train_loss[h.best_epoch], "val_loss": h.val_loss[h.best_epoch],
-            "seconds": seconds, "device": h.device}
+            "seconds": seconds, "device": h.device, "labels": nn_model.labels_}
     if json_out:
         _print_json(info)
         return
@@ -332,6 +341,25 @@ def train(
         f"validation loss {info['val_loss']:.4g}. Saved to {out}/"
         + (f"; loss curves in {plot}" if plot else "")
     )
+    if nn_model.labels_ and "objective" in nn_model.labels_:
+        c = nn_model.labels_["constraints"]
+        console.print(f"Labels: {nn_model.labels_['objective']} over "
+                      f"{nn_model.labels_['window']} days, weights in [{c['lower']}, "
+                      f"{c['upper']}]" + (f", short at most {c['max_short']:g}"
+                                          if c.get("max_short") is not None else "")
+                      + " (recorded in the manifest).", highlight=False)
+
+
+def _refuse_overwrite(out: Path, overwrite: bool) -> None:
+    manifest = out / "manifest.json"
+    if manifest.exists() and not overwrite:
+        try:
+            period = json.loads(manifest.read_text()).get("training_period")
+        except (OSError, ValueError):
+            period = None
+        trained = f" (trained on {period[0]}..{period[1]})" if period else ""
+        raise ConfigError(f"{out} already holds a model{trained}; pass --overwrite to replace "
+                          "it, or choose another directory with --out.")
 
 
 # -------------------------------------------------------------------------- predict
@@ -346,13 +374,27 @@ def predict(
                        "with --all).")] = None,
     all_dates: Annotated[bool, typer.Option("--all", help="Weights for every date of --file."
                                             )] = False,
+    strict: Annotated[bool, typer.Option(
+        help="Refuse inputs beyond --max-z training standard deviations instead of warning."
+    )] = False,
+    max_z: Annotated[float, typer.Option(
+        help="Inputs further than this many training standard deviations from their "
+             "training mean are out of distribution.")] = 8.0,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    assets: AssetsOpt = None,
+    drop: DropOpt = None,
+    layout: LayoutOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Weights for new prices from a trained model: the course's last step.
 
+    Prices are matched to the model's assets by name. Inputs outside what the model saw in
+    training (beyond --max-z standard deviations) give a warning with the z-score, or an
+    error with --strict.
+
     Example: neuralfolio predict models/gfc --prices BAC=30.1,JPM=41.2,GE=16.3,HD=28.0
     """
-    from neuralfolio.data import load_prices
     from neuralfolio.nn import NeuralAllocator
 
     model = NeuralAllocator.load(model_dir)
@@ -365,11 +407,11 @@ def predict(
                 "give them with --file (a price history), not --prices."
             )
         row = _parse_prices(prices, model.assets_)
-        weights = pd.DataFrame([model.predict_latest(np.array([row]))],
-                               index=pd.Index(["given prices"]), columns=model.assets_)
+        given = pd.DataFrame([row], index=pd.Index(["given prices"]), columns=model.assets_)
+        weights = model.predict(given, guard="raise" if strict else "warn", max_z=max_z)
     else:
-        frame = load_prices(file)
-        weights = model.predict(frame)
+        frame = _load(str(file), start, end, assets, None, drop, layout)
+        weights = model.predict(frame, guard="raise" if strict else "warn", max_z=max_z)
         if not all_dates:
             weights = weights.iloc[[-1]]
     labels = [d.date().isoformat() if isinstance(d, pd.Timestamp) else str(d)
@@ -380,8 +422,8 @@ def predict(
         return
     table = Table(title=f"Weights from {model_dir}")
     table.add_column("date")
-    for a in model.assets_:
-        table.add_column(a, justify="right")
+    for a in weights.columns:  # the weights' own names: never another order's headers
+        table.add_column(str(a), justify="right")
     for label, (_, row) in zip(labels, weights.iterrows(), strict=True):
         table.add_row(label, *(f"{v:.1%}" for v in row))
     console.print(table)
@@ -474,42 +516,71 @@ def _run(config: RunConfig, out: Path, json_out: bool, title: str, report: bool 
     return result
 
 
+_RUN = run_defaults()
+
+
+def _shown(help_text: str, name: str) -> str:
+    """A backtest option's help with the RunConfig default it falls back to."""
+    return f"{help_text} [default: {_RUN[name]}]"
+
+
 @app.command()
 def backtest(
-    source: Annotated[str | None, typer.Argument(help="Data set name or CSV/Parquet path "
-                                                      "(overrides the config's).")] = None,
+    source: Annotated[str | None, typer.Argument(
+        help=_shown("Data set name or CSV/Parquet path (overrides the config's).", "data"))
+    ] = None,
     config: Annotated[Path | None, typer.Option(
         help="TOML, YAML or JSON run config (RunConfig keys; [train] and [outcome_train] "
-             "hold the networks' settings).")] = None,
-    test_start: Annotated[str | None, typer.Option(help="First out-of-sample date.")] = None,
-    test_end: Annotated[str | None, typer.Option(help="Last out-of-sample date.")] = None,
+             "hold the networks' settings); options given here override it.")] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    assets: AssetsOpt = None,
+    drop: DropOpt = None,
+    layout: Annotated[str | None, typer.Option(
+        help=_shown("File layout: auto, wide or long (date, ticker, price columns).",
+                    "layout"))] = None,
+    test_start: Annotated[str | None, typer.Option(
+        help=_shown("First out-of-sample date; the dates before it are the first "
+                    "training period.", "test_start"))] = None,
+    test_end: Annotated[str | None, typer.Option(
+        help="Last out-of-sample date. [default: the data's last date]")] = None,
     retrain_every: Annotated[str | None, typer.Option(
-        help="Trading days between re-trainings, or weekly/monthly/quarterly/yearly.")] = None,
+        help=_shown("Trading days between re-trainings, or weekly/monthly/quarterly/yearly.",
+                    "retrain_every"))] = None,
     train_window: Annotated[int | None, typer.Option(
-        help="Rolling training window in dates (0: expanding, all the history).")] = None,
+        help=_shown("Rolling training window in dates (0: expanding, all the history).",
+                    "train_window"))] = None,
     purge: Annotated[int | None, typer.Option(
-        help="Dates left out between the training data and each re-training date.")] = None,
+        help=_shown("Dates left out between the training data and each re-training date.",
+                    "purge"))] = None,
     rebalance: Annotated[str | None, typer.Option(
-        help="daily, weekly, monthly, quarterly or threshold.")] = None,
+        help=_shown("daily, weekly, monthly, quarterly or threshold.", "rebalance"))] = None,
     threshold: Annotated[float | None, typer.Option(
-        help="Drift (sum of |weight - target|) that triggers a threshold rebalance.")] = None,
+        help=_shown("Drift (sum of |weight - target|) that triggers a threshold rebalance.",
+                    "threshold"))] = None,
     cost_bps: Annotated[float | None, typer.Option(
-        help="Transaction cost in basis points of the amount traded.")] = None,
-    cash_rate: Annotated[float | None, typer.Option(help="Annual rate on cash.")] = None,
-    window: Annotated[int | None, typer.Option(help="Returns per covariance window.")] = None,
-    augment: Annotated[int | None, typer.Option(help="Synthetic scenarios per training.")
-                       ] = None,
+        help=_shown("Transaction cost in basis points of the amount traded.", "cost_bps"))
+    ] = None,
+    cash_rate: Annotated[float | None, typer.Option(
+        help=_shown("Annual rate on cash.", "cash_rate"))] = None,
+    window: Annotated[int | None, typer.Option(
+        help=_shown("Returns per covariance window.", "window"))] = None,
+    augment: Annotated[int | None, typer.Option(
+        help=_shown("Synthetic scenarios per training.", "augment"))] = None,
     policies: Annotated[str | None, typer.Option(
-        help=f"Comma-separated subset of: {', '.join(POLICY_NAMES)}, or skfolio:NAME.")
-                        ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the networks and scenarios.")
-                    ] = None,
+        help=f"Comma-separated subset of: {', '.join(POLICY_NAMES)}, or skfolio:NAME. "
+             "[default: all of them]")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the networks and scenarios. [default: 0]")] = None,
     max_fill: Annotated[int | None, typer.Option(
-        help="Longest gap of missing prices forward-filled with a warning.")] = None,
+        help=_shown("Longest gap of missing prices forward-filled with a warning.",
+                    "max_fill"))] = None,
     jobs: Annotated[int | None, typer.Option(
-        help="Parallel walk-forward workers (-1: every core).")] = None,
+        help=_shown("Parallel walk-forward workers (-1: every core); results do not "
+                    "depend on it.", "n_jobs"))] = None,
     backend: Annotated[str | None, typer.Option(
-        help="joblib backend: loky, threading, or a registered one (ray, dask).")] = None,
+        help="joblib backend: loky, threading, or a registered one (ray, dask). "
+             "[default: loky]")] = None,
     report: Annotated[bool, typer.Option(help="Write report.html in the run directory.")
                       ] = True,
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/backtest"),
@@ -521,7 +592,9 @@ def backtest(
     --cost-bps 10
     """
     cfg = RunConfig.from_file(config) if config else RunConfig()
-    overrides = {"data": source, "test_start": test_start, "test_end": test_end,
+    overrides = {"data": source, "start": start, "end": end, "assets": _assets(assets),
+                 "drop": _assets(drop), "layout": layout, "test_start": test_start,
+                 "test_end": test_end,
                  "retrain_every": retrain_every, "train_window": train_window, "purge": purge,
                  "rebalance": rebalance, "threshold": threshold, "cost_bps": cost_bps,
                  "cash_rate": cash_rate, "window": window, "augment": augment,

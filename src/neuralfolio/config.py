@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "RunConfig",
     "cache_dir",
     "read_config_file",
+    "run_defaults",
     "with_defaults",
 ]
 
@@ -72,6 +73,12 @@ def with_defaults(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, 
     return merged
 
 
+def run_defaults() -> dict[str, Any]:
+    """The default value of each plain :class:`RunConfig` field (for help texts), without
+    building a config."""
+    return {f.name: f.default for f in fields(RunConfig) if f.default is not MISSING}
+
+
 def cache_dir() -> Path:
     """Where labels are cached: ``$NEURALFOLIO_CACHE`` or ``~/.cache/neuralfolio``."""
     return Path(os.environ.get("NEURALFOLIO_CACHE", "~/.cache/neuralfolio")).expanduser()
@@ -89,6 +96,10 @@ class RunConfig:
         Date range of the panel loaded.
     assets : list of str, optional
         Subset of columns.
+    drop : list of str, optional
+        Columns to leave out (e.g. a volume column of the price file).
+    layout : {"auto", "wide", "long"}
+        Layout of the price file (see :func:`neuralfolio.data.load_prices`).
     max_fill : int
         Longest gap of missing prices forward-filled with a warning (see
         :func:`neuralfolio.data.validate_prices`).
@@ -159,6 +170,8 @@ class RunConfig:
     start: str | None = None
     end: str | None = None
     assets: list[str] | None = None
+    drop: list[str] | None = None
+    layout: str = "auto"
     max_fill: int = 5
     test_start: str = "2011-01-01"
     test_end: str | None = None

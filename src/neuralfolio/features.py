@@ -24,6 +24,7 @@ Inputs at date t use prices up to and including t, never later ones.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -36,9 +37,12 @@ from neuralfolio.risk import ledoit_wolf, rolling_ledoit_wolf
 
 __all__ = [
     "FEATURE_KINDS",
+    "OOD_Z",
     "FeatureSpec",
+    "InputRange",
     "Standardizer",
     "covariance_features",
+    "feature_names",
     "latest_features",
     "make_features",
     "return_windows",
@@ -46,6 +50,10 @@ __all__ = [
 
 FeatureKind = Literal["risk", "prices", "returns"]
 FEATURE_KINDS: tuple[str, ...] = ("risk", "prices", "returns")
+
+OOD_Z = 8.0
+"""Inputs further than this many training standard deviations from their training mean are
+out of distribution: ``predict`` warns (or refuses), the service falls back to the optimizer."""
 
 
 @dataclass(frozen=True)
@@ -222,3 +230,120 @@ class Standardizer:
         s = cls()
         s.mean_, s.scale_ = np.asarray(mean, dtype=np.float64), np.asarray(scale, np.float64)
         return s
+
+
+def feature_names(spec: FeatureSpec, assets: list[str]) -> list[str]:
+    """A readable name for each input column, in the order :func:`make_features` writes them.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    assets : list of str, length n_assets
+
+    Returns
+    -------
+    list of str, length ``spec.n_features(n_assets)``
+        e.g. ``"price of GE"``, ``"log-volatility of GE"``, ``"correlation BAC/JPM"``,
+        ``"unconstrained weight of GE"``, ``"return of GE, 3 days back"``.
+    """
+    assets = [str(a) for a in assets]
+    if spec.kind == "prices":
+        return [f"price of {a}" for a in assets]
+    if spec.kind == "returns":
+        return [f"return of {a}, {spec.window - 1 - t} days back" if t < spec.window - 1
+                else f"return of {a}, latest" for t in range(spec.window) for a in assets]
+    rows, cols = _upper(len(assets))
+    names = [f"log-volatility of {a}" for a in assets]
+    names += [f"correlation {assets[i]}/{assets[j]}" for i, j in zip(rows, cols, strict=True)]
+    if spec.unconstrained:
+        names += [f"unconstrained weight of {a}" for a in assets]
+    return names
+
+
+class InputRange:
+    """Where a model's inputs lay in training: the guard against silent extrapolation.
+
+    Stores the mean and standard deviation of every input over the training dates. An
+    input's z-score is its distance from the training mean in training standard
+    deviations. Risk inputs of another number of assets (asset-agnostic networks) are
+    compared with the pooled statistics of their group (log-volatilities, correlations,
+    unconstrained weights).
+
+    Parameters
+    ----------
+    mean, std : ndarray, shape (n_features,)
+    spec : FeatureSpec
+
+    Examples
+    --------
+    >>> r = InputRange.fit(np.array([[1.0], [3.0]]), FeatureSpec("prices"))
+    >>> float(r.zscores(np.array([[6.0]]))[0, 0])
+    4.0
+    """
+
+    def __init__(self, mean: np.ndarray, std: np.ndarray, spec: FeatureSpec) -> None:
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.std = np.asarray(std, dtype=np.float64)
+        if self.mean.shape != self.std.shape or self.mean.ndim != 1:
+            raise ConfigError(f"input mean and std must be vectors of one length, got shapes "
+                              f"{self.mean.shape} and {self.std.shape}.")
+        self.spec = spec
+
+    @classmethod
+    def fit(cls, x: np.ndarray, spec: FeatureSpec) -> InputRange:
+        """Statistics of training inputs ``x``, shape (n_dates, n_features)."""
+        x = np.asarray(x, dtype=np.float64)
+        return cls(x.mean(axis=0), x.std(axis=0), spec)
+
+    def _groups(self, n_assets: int) -> list[int]:
+        n = n_assets
+        return [n, n * (n - 1) // 2] + ([n] if self.spec.unconstrained else [])
+
+    def _stats_for(self, width: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if width == len(self.mean):
+            return self.mean, self.std
+        if self.spec.kind != "risk":
+            return None
+        from neuralfolio.scratch.runtime import assets_in
+
+        try:
+            n_train = assets_in(len(self.mean), self.spec.unconstrained)
+            n_now = assets_in(width, self.spec.unconstrained)
+        except ConfigError:
+            return None
+        mean, std = [], []
+        edges = np.cumsum([0, *self._groups(n_train)])
+        for (lo, hi), size in zip(itertools.pairwise(edges), self._groups(n_now),
+                                  strict=True):
+            m, s = self.mean[lo:hi], self.std[lo:hi]
+            if not len(m):  # one training asset: no correlations to pool
+                return None
+            pooled = float(m.mean())
+            spread = float(np.sqrt(max((s**2 + m**2).mean() - pooled**2, 0.0)))
+            mean.append(np.full(size, pooled))
+            std.append(np.full(size, spread))
+        return np.concatenate(mean), np.concatenate(std)
+
+    def zscores(self, x: np.ndarray) -> np.ndarray:
+        """Absolute z-scores of inputs ``x``, shape (n_dates, n_features), same shape.
+
+        Inputs constant in training (standard deviation 0) score 0 at their training value
+        and infinity elsewhere; non-finite inputs score infinity.
+
+        Raises
+        ------
+        ConfigError
+            ``x`` has a width these statistics cannot describe.
+        """
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        stats = self._stats_for(x.shape[-1])
+        if stats is None:
+            raise ConfigError(
+                f"inputs of width {x.shape[-1]} cannot be compared with training inputs of "
+                f"width {len(self.mean)}.")
+        mean, std = stats
+        dev = np.abs(x - mean)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(std > 1e-12, dev / np.where(std > 1e-12, std, 1.0),
+                         np.where(dev > 1e-9, np.inf, 0.0))
+        return np.where(np.isfinite(x), z, np.inf)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from neuralfolio.backtest import BacktestResult, walk_forward
-from neuralfolio.config import SKFOLIO_PREFIX, RunConfig, cache_dir
+from neuralfolio.config import SKFOLIO_PREFIX, RunConfig, cache_dir, run_defaults
 from neuralfolio.data import load_prices
 from neuralfolio.errors import ConfigError
 from neuralfolio.features import FeatureSpec
-from neuralfolio.nn import NeuralAllocator, TrainConfig
-from neuralfolio.optimize import min_variance_labels
+from neuralfolio.nn import NeuralAllocator, TrainConfig, label_constraints
+from neuralfolio.optimize import LabelSet, rolling_labels
 from neuralfolio.policies import (
     BuyAndHold,
     EqualWeight,
@@ -27,10 +27,12 @@ from neuralfolio.policies import (
 __all__ = [
     "DEMO_CASES",
     "build_policies",
+    "check_test_period",
     "demo_config",
     "load_run_prices",
     "paired_table",
     "run_backtest",
+    "run_labels",
 ]
 
 DEMO_CASES: dict[str, str] = {
@@ -84,7 +86,7 @@ def paired_table(result: BacktestResult, baselines: list[str], *, n_boot: int = 
 def load_run_prices(config: RunConfig) -> pd.DataFrame:
     """The validated price panel a config names."""
     return load_prices(config.data, start=config.start, end=config.end, assets=config.assets,
-                       max_fill=config.max_fill)
+                       drop=config.drop, layout=config.layout, max_fill=config.max_fill)
 
 
 def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Policy]:
@@ -121,6 +123,38 @@ def _course(train: TrainConfig) -> TrainConfig:
     return replace(train, model="dense", model_options={}, head="softmax", head_options={})
 
 
+def check_test_period(config: RunConfig, index: pd.DatetimeIndex) -> None:
+    """Refuse a test period that misses the data, naming the flags that fix it.
+
+    Raises
+    ------
+    ConfigError
+        ``test_start`` is not before the panel's last date, or ``test_end`` is before
+        ``test_start``.
+    """
+    start = pd.Timestamp(config.test_start)
+    default = " (the default)" if config.test_start == run_defaults()["test_start"] else ""
+    first, last = index[0].date(), index[-1].date()
+    if start >= index[-1] or start <= index[0]:
+        hint = index[len(index) * 2 // 3].date()
+        raise ConfigError(
+            f"{config.data} covers {first}..{last}, but the test period starts "
+            f"{start.date()}{default}: give a first out-of-sample date inside the data with "
+            f"--test-start (test_start in a config), e.g. --test-start {hint}.")
+    if config.test_end is not None and pd.Timestamp(config.test_end) <= start:
+        raise ConfigError(f"test_end {config.test_end} is not after test_start "
+                          f"{config.test_start}; give --test-end after --test-start.")
+
+
+def run_labels(config: RunConfig, prices: pd.DataFrame) -> LabelSet:
+    """The run's labels: rolling minimum-variance weights (Ledoit-Wolf, ``config.window``)
+    under the constraints of the imitation network's head (cached)."""
+    constraints = label_constraints(config.train, prices.shape[1])
+    return rolling_labels(prices, objective="min_variance", window=config.window,
+                          cov="ledoit_wolf", constraints=constraints,
+                          cache_dir=cache_dir() / "labels")
+
+
 def run_backtest(
     config: RunConfig,
     out_dir: str | Path | None = None,
@@ -145,7 +179,8 @@ def run_backtest(
     """
     if prices is None:
         prices = load_run_prices(config)
-    labels = min_variance_labels(prices, window=config.window, cache_dir=cache_dir() / "labels")
+    check_test_period(config, prices.index)
+    labels = run_labels(config, prices)
     result = walk_forward(
         prices, build_policies(config), labels.weights,
         test_start=config.test_start, test_end=config.test_end,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
         make_head,
     )
     from neuralfolio.nn._losses import Loss, parse_loss
-    from neuralfolio.nn._models import build_network
+    from neuralfolio.nn._models import build_network, label_constraints
     from neuralfolio.nn._network import ACTIVATIONS, DenseAllocator, numpy_forward
     from neuralfolio.nn._sequence import RecurrentAllocator, TCNAllocator
     from neuralfolio.nn._skfolio import NeuralOptimization
@@ -51,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainHistory",
     "build_network",
+    "label_constraints",
     "make_head",
     "numpy_forward",
     "parse_loss",
@@ -65,6 +66,7 @@ _LAZY = {
     "NeuralAllocator": "_allocator",
     "AssetAttentionAllocator": "_attention",
     "build_network": "_models",
+    "label_constraints": "_models",
     "RecurrentAllocator": "_sequence",
     "TCNAllocator": "_sequence",
     "NeuralOptimization": "_skfolio",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import platform
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,21 +16,31 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from neuralfolio.data import simple_returns
-from neuralfolio.errors import ConfigError, DataError, ModelError
+from neuralfolio.errors import ConfigError, DataError, DataWarning, ModelError
 from neuralfolio.features import (
+    OOD_Z,
     FeatureSpec,
+    InputRange,
     Standardizer,
     covariance_features,
+    feature_names,
     latest_features,
     make_features,
 )
 from neuralfolio.nn._attention import AssetAttentionAllocator
 from neuralfolio.nn._config import TrainConfig
+from neuralfolio.nn._heads import make_head
 from neuralfolio.nn._losses import Turnover
-from neuralfolio.nn._models import build_network, head_config, network_from_config
+from neuralfolio.nn._models import (
+    build_network,
+    head_config,
+    label_constraints,
+    network_from_config,
+)
 from neuralfolio.nn._network import DenseAllocator, numpy_forward
 from neuralfolio.nn._train import TrainHistory, train_network
-from neuralfolio.optimize import scenario_labels
+from neuralfolio.optimize import Constraints, LabelSet, scenario_labels
+from neuralfolio.optimize._scenarios import COVARIANCE_ONLY
 
 if TYPE_CHECKING:
     from neuralfolio.scratch.runtime import NumpyAllocator
@@ -59,8 +70,9 @@ class NeuralAllocator:
     Attributes
     ----------
     assets_ : list of str
-        Asset names seen in ``fit``; inputs must have the same columns, unless the network
-        is asset-agnostic (``train.model="attention"``).
+        Asset names seen in ``fit``. Inputs are matched to them by name (any column order;
+        outputs are keyed by name too); an asset-agnostic network
+        (``train.model="attention"``) also takes other assets.
     network_ : torch.nn.Module
         One of the families of :data:`neuralfolio.nn.MODEL_NAMES`, ending in its head.
     scaler_ : Standardizer or None
@@ -69,6 +81,14 @@ class NeuralAllocator:
     history_ : TrainHistory
     training_period_ : tuple of str
         First and last label dates used (validation included).
+    input_range_ : InputRange or None
+        Mean and deviation of the training inputs: :meth:`predict` warns about (or
+        refuses) inputs beyond ``OOD_Z`` training deviations. None for models saved
+        before it was recorded.
+    labels_ : dict or None
+        What the labels were: objective, window, covariance and constraints (from a
+        :class:`~neuralfolio.optimize.LabelSet`), or ``{"source": "given"}`` for a plain
+        DataFrame; None for an outcome loss.
 
     Examples
     --------
@@ -101,25 +121,61 @@ class NeuralAllocator:
         """Whether the fitted network allocates any number of assets (attention family)."""
         return bool(getattr(self.network_, "asset_agnostic", False))
 
-    def _check_assets(self, prices: pd.DataFrame) -> None:
+    def _align(self, prices: pd.DataFrame) -> pd.DataFrame:
+        """``prices`` with its columns in training order, matched by name.
+
+        Columns are names, not positions: the training assets in any order are put back in
+        training order. An asset-agnostic network takes any other set of assets as given.
+        """
         cols = [str(c) for c in prices.columns]
+        if len(set(cols)) != len(cols):
+            dup = sorted({c for c in cols if cols.count(c) > 1})
+            raise DataError(f"The prices name asset(s) {dup} more than once; give each "
+                            "asset one column.")
+        if set(cols) == set(self.assets_):
+            if cols == self.assets_:
+                return prices
+            return prices.set_axis(cols, axis=1).loc[:, self.assets_]
         if self.asset_agnostic and len(cols) >= 1:
-            return
-        if cols != self.assets_:
-            missing = [a for a in self.assets_ if a not in cols]
-            extra = [a for a in cols if a not in self.assets_]
-            detail = []
-            if missing:
-                detail.append(f"missing {missing}")
-            if extra:
-                detail.append(f"unexpected {extra}")
-            if not detail:
-                detail.append("same assets in a different order")
-            raise ModelError(
-                f"The model was trained on assets {self.assets_} but the prices have {cols} "
-                f"({'; '.join(detail)}). Give prices with exactly the training assets in the "
-                "same order, or train a model on these assets."
-            )
+            return prices
+        missing = [a for a in self.assets_ if a not in cols]
+        extra = [a for a in cols if a not in self.assets_]
+        detail = [f"missing {missing}"] if missing else []
+        detail += [f"unexpected {extra}"] if extra else []
+        raise ModelError(
+            f"The model was trained on assets {self.assets_} but the prices have {cols} "
+            f"({'; '.join(detail)}). Give prices with the training assets (any order; "
+            "--assets selects columns in the CLI), or train a model on these assets."
+        )
+
+    def _check_labels(self, labels: pd.DataFrame, n_assets: int) -> None:
+        """Warn when labels break the head's mandate: the network could not imitate them."""
+        b = make_head(self.train.head, **self.train.head_options).bounds(n_assets)
+        w = labels.to_numpy(dtype=np.float64)
+        over = w > b.upper + 1e-6
+        under = w < b.lower - 1e-6
+        gross = np.abs(w).sum(axis=1) > b.gross + 1e-6
+        if over.any() or under.any() or gross.any():
+            cols = [str(c) for c in labels.columns]
+            worst = []
+            if over.any():
+                j = int(np.argmax((w - b.upper).max(axis=0)))
+                worst.append(f"{cols[j]} reaches {w[:, j].max():.1%} above its cap "
+                             f"{b.upper[j]:.1%}")
+            if under.any():
+                j = int(np.argmax((b.lower - w).max(axis=0)))
+                worst.append(f"{cols[j]} reaches {w[:, j].min():.1%} below its floor "
+                             f"{b.lower[j]:.1%}")
+            if gross.any():
+                worst.append(f"gross leverage reaches {np.abs(w).sum(axis=1).max():.2f} "
+                             f"above {b.gross:.2f}")
+            share = float((over.any(axis=1) | under.any(axis=1) | gross).mean())
+            warnings.warn(
+                f"On {share:.0%} of the label dates the labels break the {self.train.head!r} "
+                f"head's mandate ({'; '.join(worst)}): the network cannot output them. Make "
+                "labels under the head's constraints: rolling_labels(..., constraints="
+                "label_constraints(train, n_assets)), which `neuralfolio train` and the "
+                "backtest do.", DataWarning, stacklevel=3)
 
     def fit(
         self,
@@ -144,9 +200,12 @@ class NeuralAllocator:
         ----------
         prices : DataFrame, shape (n_dates, n_assets)
             Prices up to the end of the training period.
-        labels : DataFrame, shape (n_labels, n_assets), optional
+        labels : LabelSet or DataFrame, shape (n_labels, n_assets), optional
             Target weights by date, for imitation losses; only dates present in ``prices``
-            are used.
+            are used. A :class:`~neuralfolio.optimize.LabelSet` also says how they were made
+            (recorded in the manifest; synthetic scenarios are then solved for the same
+            objective and constraints). Labels outside the head's mandate (above a cap,
+            say) give a :class:`~neuralfolio.errors.DataWarning`.
         warm_start : bool
             Continue from the current network and input scaling (fine-tune) instead of
             starting afresh. The current parameters stay unless an epoch beats their loss
@@ -165,6 +224,14 @@ class NeuralAllocator:
         """
         loss = self.train.loss_fn()
         needs_target, needs_returns = "target" in loss.needs, "returns" in loss.needs
+        label_params = None
+        if isinstance(labels, LabelSet):
+            labels, label_params = labels.weights, dict(labels.params)
+        elif labels is not None:
+            label_params = {"source": "given"}
+        fine_tune = warm_start and hasattr(self, "network_")
+        if fine_tune:
+            prices = self._align(prices)  # the network's assets, in its order
         if needs_target and labels is None:
             raise ConfigError(
                 f"The loss {loss.spec!r} imitates label weights but no labels were given; "
@@ -172,10 +239,16 @@ class NeuralAllocator:
                 "outcomes with a loss such as 'variance'."
             )
         if labels is not None and list(labels.columns) != list(prices.columns):
-            raise DataError(
-                f"Label columns {list(labels.columns)} do not match price columns "
-                f"{list(prices.columns)}; make labels from the same price panel."
-            )
+            if sorted(map(str, labels.columns)) != sorted(map(str, prices.columns)):
+                raise DataError(
+                    f"Label columns {list(labels.columns)} do not match price columns "
+                    f"{list(prices.columns)}; make labels from the same price panel."
+                )
+            labels = labels.set_axis([str(c) for c in labels.columns], axis=1).loc[
+                :, [str(c) for c in prices.columns]].set_axis(prices.columns, axis=1)
+        if needs_target:
+            self._check_labels(labels.loc[labels.index.intersection(prices.index)],
+                               prices.shape[1])
         raw = make_features(prices, self.features)
         dates = raw.index
         if needs_target:
@@ -215,19 +288,23 @@ class NeuralAllocator:
                 f"The loss {loss.spec!r} compares consecutive dates, but synthetic scenarios "
                 "are not a time series. Set augment=0 to train with turnover."
             )
+        scenario_params = None
         if n_scenarios:
-            # Scenarios come from returns up to the last training date: none from validation.
+            # Scenarios come from returns up to the last training date: none from validation,
+            # solved for the labels' objective under the labels' constraints.
+            objective, constraints = self._scenario_problem(label_params, prices.shape[1])
             returns = simple_returns(prices.loc[: dates[n_train - 1]]).to_numpy()
             covs, weights = scenario_labels(
-                returns, n_scenarios, window=self.features.window,
-                seed=self.train.seed + n_train,
+                returns, n_scenarios, window=self.features.window, objective=objective,
+                constraints=constraints, seed=self.train.seed + n_train,
             )
+            scenario_params = {"n": n_scenarios, "objective": objective,
+                               "window": self.features.window,
+                               "constraints": constraints.to_dict()}
             x_train = np.concatenate(
                 [x_train, covariance_features(covs, self.features.unconstrained)])
             y_train = np.concatenate([y_train, weights])
-        fine_tune = warm_start and hasattr(self, "network_")
         if fine_tune:
-            self._check_assets(prices)
             net = self.network_
         else:
             self.assets_ = [str(c) for c in prices.columns]
@@ -236,6 +313,7 @@ class NeuralAllocator:
             keep = len(self.assets_) if getattr(net, "prior", False) else 0
             self.scaler_ = (Standardizer().fit(x_train, passthrough=keep)
                             if net.scale_inputs else None)
+            self.input_range_ = InputRange.fit(x[:n_train], self.features)
         run = self.train if max_epochs is None else replace(self.train, max_epochs=max_epochs)
         self.history_: TrainHistory = train_network(
             net, self._scale(x_train), y_train, self._scale(x[-n_val:]),
@@ -249,7 +327,23 @@ class NeuralAllocator:
         self.network_ = net
         self._numpy_layers = None
         self.training_period_ = (str(dates[0].date()), str(dates[-1].date()))
+        self.labels_ = (None if label_params is None
+                        else {**label_params, "scenarios": scenario_params})
         return self
+
+    def _scenario_problem(self, label_params: dict | None, n_assets: int
+                          ) -> tuple[str, Constraints]:
+        """Objective and constraints of the synthetic scenarios' labels: the labels' own
+        when known, else minimum variance under the head's mandate."""
+        if label_params and "objective" in label_params:
+            objective = label_params["objective"]
+            if objective not in COVARIANCE_ONLY:
+                raise ConfigError(
+                    f"augment solves scenario covariances, which have no expected returns or "
+                    f"return scenarios, so it cannot make {objective!r} labels (only "
+                    f"{', '.join(COVARIANCE_ONLY)}). Set augment=0 for these labels.")
+            return objective, Constraints(**label_params.get("constraints", {}))
+        return "min_variance", label_constraints(self.train, n_assets)
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, np.float64) if self.scaler_ is None else self.scaler_.transform(x)
@@ -264,23 +358,87 @@ class NeuralAllocator:
         with torch.no_grad():
             return self.network_(xs).double().numpy()
 
-    def predict(self, prices: pd.DataFrame) -> pd.DataFrame:
+    def predict(self, prices: pd.DataFrame, *, guard: str | None = "warn",
+                max_z: float = OOD_Z) -> pd.DataFrame:
         """Weights for every date of ``prices`` that has enough history.
 
         Parameters
         ----------
         prices : DataFrame, shape (n_dates, n_assets)
-            Same assets, same order, as in ``fit``.
+            The training assets, matched by column name in any order (any assets for an
+            asset-agnostic network).
+        guard : {"warn", "raise", None}
+            What to do when an input lies more than ``max_z`` training standard deviations
+            from its training mean (the network would extrapolate): a
+            :class:`~neuralfolio.errors.DataWarning` naming the worst input, its z-score
+            and date; a :class:`~neuralfolio.errors.DataError`; or nothing (see
+            :meth:`input_zscores`).
+        max_z : float
 
         Returns
         -------
         DataFrame, shape (n_dates - lookback + 1, n_assets)
-            Row t uses prices up to t only; rows sum to one.
+            Row t uses prices up to t only; columns are the assets of ``prices``, in its
+            order.
         """
         self._require_fitted()
-        self._check_assets(prices)
-        raw = make_features(prices, self.features)
-        return pd.DataFrame(self._forward(raw.to_numpy()), index=raw.index, columns=prices.columns)
+        if guard not in ("warn", "raise", None):
+            raise ConfigError(f"guard must be 'warn', 'raise' or None, got {guard!r}.")
+        aligned = self._align(prices)
+        raw = make_features(aligned, self.features)
+        if guard is not None:
+            self._guard(raw, aligned.columns, guard, max_z)
+        w = pd.DataFrame(self._forward(raw.to_numpy()), index=raw.index,
+                         columns=[str(c) for c in aligned.columns])
+        return w.loc[:, [str(c) for c in prices.columns]].set_axis(prices.columns, axis=1)
+
+    def input_zscores(self, prices: pd.DataFrame) -> pd.DataFrame:
+        """How far each date's inputs are from the training inputs.
+
+        Parameters
+        ----------
+        prices : DataFrame, shape (n_dates, n_assets)
+
+        Returns
+        -------
+        DataFrame, shape (n_dates - lookback + 1, 2)
+            ``max_z``: the largest absolute z-score of the date's inputs (training
+            standard deviations from the training mean), and ``input``: which one, e.g.
+            ``"price of GE"``. Empty when the model has no recorded input range.
+        """
+        self._require_fitted()
+        aligned = self._align(prices)
+        raw = make_features(aligned, self.features)
+        return self._zscores(raw, aligned.columns)
+
+    def _zscores(self, raw: pd.DataFrame, assets) -> pd.DataFrame:
+        rng = getattr(self, "input_range_", None)
+        if rng is None:
+            return pd.DataFrame(columns=["max_z", "input"], index=raw.index[:0])
+        z = rng.zscores(raw.to_numpy())
+        worst = np.argmax(z, axis=1)
+        names = feature_names(self.features, [str(a) for a in assets])
+        return pd.DataFrame({"max_z": z[np.arange(len(z)), worst],
+                             "input": [names[j] for j in worst]}, index=raw.index)
+
+    def _guard(self, raw: pd.DataFrame, assets, guard: str, max_z: float) -> None:
+        z = self._zscores(raw, assets)
+        out = z[z["max_z"] > max_z]
+        if not len(out):
+            return
+        date = out["max_z"].idxmax()
+        worst = out.loc[date]
+        when = date.date() if isinstance(date, pd.Timestamp) else date
+        message = (
+            f"On {len(out)} of {len(z)} date(s) an input lies beyond {max_z:g} training "
+            f"standard deviations (trained on {self.training_period_[0]}.."
+            f"{self.training_period_[1]}); the worst is the {worst['input']} at "
+            f"{worst['max_z']:.1f} sd on {when}. The network extrapolates there: its "
+            "weights are unreliable.")
+        if guard == "raise":
+            raise DataError(message + " Re-train on data that covers these prices, or "
+                            "accept the risk without --strict (guard='warn').")
+        warnings.warn(message, DataWarning, stacklevel=3)
 
     def predict_latest(self, history: np.ndarray) -> np.ndarray:
         """Weights for the last row of a price history: one real-time update.
@@ -372,6 +530,9 @@ class NeuralAllocator:
         if self.scaler_ is not None:
             tensors["scaler.mean"] = torch.as_tensor(self.scaler_.mean_)
             tensors["scaler.scale"] = torch.as_tensor(self.scaler_.scale_)
+        if getattr(self, "input_range_", None) is not None:
+            tensors["inputs.mean"] = torch.as_tensor(self.input_range_.mean)
+            tensors["inputs.std"] = torch.as_tensor(self.input_range_.std)
         save_file(tensors, str(path / _WEIGHTS_FILE))
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -382,6 +543,7 @@ class NeuralAllocator:
             "features": self.features.to_dict(),
             "train": self.train.to_dict(),
             "augment": self.augment,
+            "labels": getattr(self, "labels_", None),
             "assets": self.assets_,
             "training_period": list(self.training_period_),
             "history": self.history_.to_dict(),
@@ -429,6 +591,10 @@ class NeuralAllocator:
             if "scaler.mean" in tensors else None
         )
         model.assets_ = list(manifest["assets"])
+        model.input_range_ = (
+            InputRange(tensors["inputs.mean"].numpy(), tensors["inputs.std"].numpy(),
+                       model.features) if "inputs.mean" in tensors else None)
+        model.labels_ = manifest.get("labels")
         model.training_period_ = tuple(manifest["training_period"])
         model.history_ = TrainHistory.from_dict(manifest["history"])
         model.manifest_ = manifest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from neuralfolio.errors import ConfigError
@@ -13,8 +14,9 @@ from neuralfolio.nn._config import MODEL_NAMES, TrainConfig
 from neuralfolio.nn._heads import AllocationHead, make_head
 from neuralfolio.nn._network import DenseAllocator
 from neuralfolio.nn._sequence import RecurrentAllocator, TCNAllocator
+from neuralfolio.optimize import Constraints
 
-__all__ = ["NETWORK_CLASSES", "build_network", "network_from_config"]
+__all__ = ["NETWORK_CLASSES", "build_network", "label_constraints", "network_from_config"]
 
 NETWORK_CLASSES: dict[str, type[nn.Module]] = {
     cls.__name__: cls
@@ -100,3 +102,34 @@ def network_from_config(architecture: dict[str, Any], head: dict[str, Any]) -> n
 def head_config(network: nn.Module) -> dict[str, Any]:
     """``{"name": ..., **arguments}`` of a network's head, for the manifest."""
     return {"name": network.head.name, **network.head.config()}
+
+
+def label_constraints(config: TrainConfig, n_assets: int) -> Constraints:
+    """The optimizer's constraints that match the mandate of ``config``'s head.
+
+    An imitation network can only learn weights its head can output, so its labels are
+    solved under the same rules: per-asset caps for ``capped``, per-asset bounds and the
+    gross leverage limit (as a cap on the total short position) for ``long_short``, and the
+    fully invested long-only simplex for ``softmax`` and ``simplex``. Cash heads keep fully
+    invested labels: a minimum-variance label with cash allowed would be all cash.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    n_assets : int
+
+    Returns
+    -------
+    Constraints
+    """
+    b = make_head(config.head, **config.head_options).bounds(n_assets)
+    lower, upper = np.asarray(b.lower, float), np.asarray(b.upper, float)
+
+    def compact(v: np.ndarray) -> float | tuple[float, ...]:
+        return float(v[0]) if np.all(v == v[0]) else tuple(float(x) for x in v)
+
+    budget = float(b.total[1])
+    if lower.min() >= 0:
+        return Constraints(compact(lower), compact(np.minimum(upper, max(budget, 0.0))))
+    return Constraints(compact(lower), compact(upper), budget=budget,
+                       max_short=max((float(b.gross) - budget) / 2.0, 0.0))

@@ -32,10 +32,14 @@ def bounds_array(value: float | np.ndarray, n_assets: int, name: str) -> np.ndar
 
 
 class _BoxBudgetQP:
-    """``min 1/2 w'Pw + q'w  s.t.  sum(w) = budget, lower <= w <= upper``."""
+    """``min 1/2 w'Pw + q'w  s.t.  sum(w) = budget, lower <= w <= upper`` and, with
+    ``max_short``, ``sum(max(-w, 0)) <= max_short`` (a gross leverage limit: with the budget
+    fixed, ``sum |w| = budget + 2 * short``). The short side is modelled by ``n`` auxiliary
+    variables ``s >= max(-w, 0)`` with ``sum(s) <= max_short``."""
 
     def __init__(self, n_assets: int, *, lower: float | np.ndarray = 0.0,
-                 upper: float | np.ndarray = 1.0, budget: float = 1.0, eps: float = 1e-9) -> None:
+                 upper: float | np.ndarray = 1.0, budget: float = 1.0,
+                 max_short: float | None = None, eps: float = 1e-9) -> None:
         if n_assets < 1:
             raise ConfigError(f"n_assets must be >= 1, got {n_assets}.")
         lo = bounds_array(lower, n_assets, "lower")
@@ -48,17 +52,37 @@ class _BoxBudgetQP:
                 f"Bounds lower={lower}, upper={upper} leave no portfolio of {n_assets} assets "
                 f"with weights summing to {budget}; need sum(lower) <= {budget} <= sum(upper)."
             )
+        if max_short is not None and not (np.isfinite(max_short) and max_short >= 0):
+            raise ConfigError(f"max_short must be a finite number >= 0, got {max_short}.")
         self.n_assets, self.lower, self.upper, self.budget, self.eps = n_assets, lo, hi, budget, eps
-        rows, cols = np.triu_indices(n_assets)
+        # the short side matters only where shorts are allowed
+        self.max_short = (float(max_short) if max_short is not None and (lo < 0).any()
+                          else None)
+        n = n_assets
+        n_vars = 2 * n if self.max_short is not None else n
+        rows, cols = np.triu_indices(n)
         order = np.lexsort((rows, cols))  # CSC order: column by column, rows ascending
         self._rows, self._cols = rows[order], cols[order]
         pattern = sp.csc_matrix((np.ones(len(self._rows)), (self._rows, self._cols)),
-                                shape=(n_assets, n_assets))
-        constraints = sp.vstack([np.ones((1, n_assets)), sp.eye(n_assets)], format="csc")
+                                shape=(n_vars, n_vars))
+        if self.max_short is None:
+            a = sp.vstack([np.ones((1, n)), sp.eye(n)], format="csc")
+            low, up = np.concatenate([[budget], lo]), np.concatenate([[budget], hi])
+        else:
+            eye, ones = sp.eye(n, format="csc"), sp.csc_matrix(np.ones((1, n)))
+            a = sp.bmat([
+                [ones, None],   # budget
+                [eye, None],    # lower <= w <= upper
+                [eye, eye],     # s + w >= 0
+                [None, eye],    # s >= 0
+                [None, ones],   # sum s <= max_short
+            ], format="csc")
+            low = np.concatenate([[budget], lo, np.zeros(2 * n), [0.0]])
+            up = np.concatenate([[budget], hi, np.full(2 * n, np.inf), [self.max_short]])
+        self._n_vars = n_vars
         self._solver = osqp.OSQP()
         self._solver.setup(
-            P=pattern, q=np.zeros(n_assets), A=constraints,
-            l=np.concatenate([[budget], lo]), u=np.concatenate([[budget], hi]),
+            P=pattern, q=np.zeros(n_vars), A=a, l=low, u=up,
             eps_abs=eps, eps_rel=eps, polishing=True, max_iter=20_000, verbose=False,
         )
         self._last: np.ndarray | None = None
@@ -77,6 +101,8 @@ class _BoxBudgetQP:
         return cov, scale
 
     def _solve(self, p_dense: np.ndarray, q: np.ndarray, what: str) -> np.ndarray:
+        if self._n_vars > self.n_assets:
+            q = np.concatenate([q, np.zeros(self._n_vars - self.n_assets)])
         self._solver.update(Px=p_dense[self._rows, self._cols], q=q)
         if self._last is not None:
             self._solver.warm_start(x=self._last)
@@ -84,10 +110,11 @@ class _BoxBudgetQP:
         status = result.info.status
         if status not in ("solved", "solved inaccurate") or result.x is None:
             raise SolverError(f"OSQP failed on the {what} problem: {status}.")
-        w = np.clip(result.x, self.lower, self.upper)
+        w = np.clip(result.x[: self.n_assets], self.lower, self.upper)
         if self.budget != 0 and (self.lower >= 0).all():
             w *= self.budget / w.sum()  # remove rounding noise; exact for long-only
-        self._last = w
+        self._last = (w if self._n_vars == self.n_assets
+                      else np.concatenate([w, np.maximum(-w, 0.0)]))
         return w
 
 
@@ -101,6 +128,9 @@ class MinVarianceQP(_BoxBudgetQP):
         Bounds on each weight; ``lower=0`` is long-only, a negative ``lower`` bounds shorts.
     budget : float
         Sum of the weights.
+    max_short : float, optional
+        Cap on the total short position ``sum(max(-w, 0))`` (with a negative ``lower``);
+        ``budget + 2 * max_short`` is the gross leverage limit ``sum |w|``.
     eps : float
         Absolute and relative tolerance of OSQP on the scaled problem.
 
@@ -140,7 +170,7 @@ class MeanVarianceQP(_BoxBudgetQP):
     n_assets : int
     risk_aversion : float
         Larger values tilt the solution towards minimum variance; must be > 0.
-    lower, upper, budget, eps
+    lower, upper, budget, max_short, eps
         As in :class:`MinVarianceQP`.
     """
 

@@ -44,7 +44,9 @@ class Constraints:
     budget : float
         Sum of the weights.
     max_short : float, optional
-        Cap on the total short exposure ``sum(max(-w, 0))`` (skfolio objectives only).
+        Cap on the total short exposure ``sum(max(-w, 0))``; with the budget fixed,
+        ``budget + 2 * max_short`` caps the gross leverage ``sum |w|``. Every objective but
+        ``risk_parity`` (long-only) applies it.
     """
 
     lower: float | tuple[float, ...] = 0.0
@@ -130,7 +132,7 @@ class PortfolioSolver:
         if objective == "risk_parity" and not c.long_only:
             raise ConfigError("risk_parity is long-only: set lower >= 0.")
         box = {"lower": np.asarray(c.lower, float), "upper": np.asarray(c.upper, float),
-               "budget": c.budget}
+               "budget": c.budget, "max_short": c.max_short}
         self._minvar = MinVarianceQP(n_assets, **box)
         self._meanvar = (MeanVarianceQP(n_assets, risk_aversion=risk_aversion, **box)
                          if objective == "mean_variance" else None)
