@@ -34,6 +34,18 @@ def serve(
         help="Refuse ticks stamped more than this many seconds ago.")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker threads' pool size hint; the "
                                               "service keeps state in one process.")] = 1,
+    jump_sd: Annotated[float, typer.Option(
+        help="Jump guard: a log return beyond this many times the asset's robust daily "
+             "volatility is a jump (0: no volatility test).")] = 15.0,
+    jump_min_vol: Annotated[float, typer.Option(
+        help="Floor of that daily volatility, so a quiet asset's normal move passes.")] = 0.02,
+    jump_max_log_return: Annotated[float, typer.Option(
+        help="A log return beyond this is a jump whatever the volatility (0: no bound).")
+    ] = 1.0,
+    jump_mode: Annotated[str, typer.Option(
+        help="reject: refuse a jump with 409, nothing changes; flag: accept it, answer the "
+             "last good weights, flagged; off. A client takes a real jump with "
+             '"confirm_jump": true.')] = "reject",
 ) -> None:
     """Run the weights service (FastAPI + uvicorn) on the registry's active model.
 
@@ -47,7 +59,10 @@ def serve(
         raise ConfigError("the service keeps each portfolio's state in memory: run one "
                           "process (--workers 1) and scale with more services per desk.")
     app = create_app(ServiceConfig(registry=registry, audit_url=audit_url, token=token,
-                                   max_age_seconds=max_age))
+                                   max_age_seconds=max_age, jump_sd=jump_sd,
+                                   jump_min_vol=jump_min_vol,
+                                   jump_max_log_return=jump_max_log_return,
+                                   jump_mode=jump_mode))
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -233,7 +248,7 @@ def replay(
                           f"{r.json().get('detail')}")
     rows = prices.iloc[first:] if limit is None else prices.iloc[first: first + limit]
     latencies: list[float] = []
-    fallbacks = 0
+    fallbacks = jumps = 0
 
     def render(date, answer) -> Table:
         t = Table(title=f"replay {source} -> {url}  {date.date()}  model {answer['model']}",
@@ -245,15 +260,21 @@ def replay(
             t.add_row(a, f"{w:.3f}")
         lat = np.array(latencies)
         t.caption = (f"{len(lat)} ticks; server latency p50 {np.percentile(lat, 50):,.0f} µs, "
-                     f"p99 {np.percentile(lat, 99):,.0f} µs; fallbacks {fallbacks}")
+                     f"p99 {np.percentile(lat, 99):,.0f} µs; fallbacks {fallbacks}; "
+                     f"jumps confirmed {jumps}")
         return t
 
     try:
         with Live(console=console, refresh_per_second=8) as live:
             for date, row in rows.iterrows():
                 t0 = time.perf_counter()
-                r = client.post(f"/v1/portfolios/{portfolio}/ticks", json={
-                    "timestamp": date.isoformat(), "prices": row.to_dict()})
+                tick = {"timestamp": date.isoformat(), "prices": row.to_dict()}
+                r = client.post(f"/v1/portfolios/{portfolio}/ticks", json=tick)
+                if r.status_code == 409 and "jumps" in r.json():
+                    # Recorded history: its jumps are real moves, taken as confirmed.
+                    r = client.post(f"/v1/portfolios/{portfolio}/ticks",
+                                    json={**tick, "confirm_jump": True})
+                    jumps += r.status_code == 200
                 if r.status_code != 200:
                     raise ConfigError(f"tick {date.date()} refused ({r.status_code}): "
                                       f"{r.json().get('detail')}")

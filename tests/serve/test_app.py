@@ -239,6 +239,7 @@ def test_inputs_far_from_training_fall_back_to_the_optimizer(registry_copy, mark
         assert not any(a["fallback"] for a in normal)
         tick = _tick(market, 340)
         tick["prices"]["A2"] *= 30  # a 2900% move: volatility far beyond anything trained on
+        tick["confirm_jump"] = True  # past the jump guard (test_jumps.py): a real move
         r = client.post("/v1/portfolios/p/ticks", json=tick).json()
         assert r["fallback"] is True and r["model"] == "optimizer(min_variance)"
         assert "outside the training distribution" in r["reason"]

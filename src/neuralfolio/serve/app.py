@@ -3,7 +3,15 @@
 ``create_app(ServiceConfig(...))`` builds the application; ``neuralfolio serve`` runs it with
 uvicorn. Every decision goes through :class:`~neuralfolio.serve.engine.Engine`; this module
 maps requests to it and its :class:`~neuralfolio.serve.engine.InputError` to HTTP answers
-(``{"detail": message}`` with the error's status).
+(``{"detail": message}`` with the error's status; a refused price jump adds ``"jumps"``).
+
+The jump guard (:func:`~neuralfolio.serve.engine.find_jumps`, set by ``ServiceConfig.jump_*``
+and ``neuralfolio serve --jump-sd/--jump-mode``): a tick, or a stateless window, whose price
+move is beyond ``jump_sd`` times the asset's recent volatility (or beyond the absolute bound)
+is refused with 409 and a :class:`JumpRefusal` body, and nothing changes; in ``"flag"`` mode
+it is accepted and answered with the last good weights (or the optimizer's), ``fallback``
+true and the jump in ``flags`` / ``jumps``. ``"confirm_jump": true`` (or a list of assets)
+in the request takes a real jump.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from neuralfolio.serve.engine import Engine, InputError, ServiceConfig
 __all__ = ["create_app"]
 
 _ASSETS = ["AAPL", "JPM", "XOM"]
+_CONFIRM = Field(False, description="True, or the assets whose price jump is real: the jump "
+                                    "guard lets their moves through (flagged as confirmed).")
 
 
 class PortfolioIn(BaseModel):
@@ -54,6 +64,7 @@ class TickIn(BaseModel):
         description="Asset -> price, or a list in the portfolio's asset order.")
     timestamp: str | float | None = Field(
         None, description="ISO 8601 time or number, after the previous tick's.")
+    confirm_jump: bool | list[str] = _CONFIRM
 
 
 class WindowIn(BaseModel):
@@ -63,11 +74,48 @@ class WindowIn(BaseModel):
         "assets": _ASSETS, "prices": [[187.2, 151.0, 104.3], ["..."]]}]})
     assets: list[str]
     prices: list[list[float]] = Field(description="Price rows, oldest first.")
+    confirm_jump: bool | list[str] = _CONFIRM
 
 
 class ActivateIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"version": 3}]})
     version: int | None = Field(None, description="Version to activate; the latest if null.")
+
+
+class JumpOut(BaseModel):
+    """A price move beyond the jump guard's limit."""
+
+    asset: str
+    row: int | None = Field(None, description="Row of the request's prices (stateless "
+                                              "windows); null for a tick.")
+    previous: float = Field(description="The price before.")
+    price: float
+    ratio: float = Field(description="price / previous.")
+    log_return: float
+    vol: float = Field(description="The asset's robust daily volatility (log returns, at "
+                                   "least the service's floor).")
+    sds: float = Field(description="|log_return| / vol.")
+    limit: float = Field(description="The |log return| above which a move is a jump.")
+    confirmed: bool = Field(description="Confirmed by the request's confirm_jump.")
+
+
+class JumpRefusal(BaseModel):
+    """A refused price jump (409): nothing was changed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "detail": "price jump refused: JPM 152.4 -> 7620 (x50, ...). Nothing was changed. If "
+                  'the move is real, send it again with "confirm_jump": true (or ["JPM"]) ...',
+        "jumps": [{"asset": "JPM", "previous": 152.4, "price": 7620.0, "ratio": 50.0,
+                   "log_return": 3.912, "vol": 0.02, "sds": 195.6, "limit": 0.2,
+                   "confirmed": False}]}]})
+    detail: str = Field(description="The asset(s), the move, the limit and how to confirm.")
+    jumps: list[JumpOut]
+
+
+_JUMP_409 = {409: {"model": JumpRefusal, "description": (
+    "Refused: a price jump beyond the guard's limit (body with `jumps`; resend with "
+    "`confirm_jump` if it is real), or a conflict with the state (tick not after the last "
+    "one, model for other assets, too few rows; body `detail` only).")}}
 
 
 class WeightsOut(BaseModel):
@@ -84,6 +132,9 @@ class WeightsOut(BaseModel):
     latency_us: float = Field(description="Server-side decision time, microseconds.")
     portfolio: str | None = None
     timestamp: str | None = None
+    flags: list[str] = Field([], description='Notes on the inputs, e.g. "jump:JPM x50 (196 '
+                                             'sd)" (flagged) or "... confirmed".')
+    jumps: list[JumpOut] = Field([], description="The price jumps behind the flags.")
 
 
 def get_engine(request: Request) -> Engine:
@@ -132,7 +183,7 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> FastAPI:
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return JSONResponse({"detail": exc.message, **exc.extra}, status_code=exc.status)
 
     @app.exception_handler(ModelError)
     async def _model_error(request: Request, exc: ModelError) -> JSONResponse:
@@ -164,15 +215,20 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> FastAPI:
         """Forget a portfolio and its state."""
         engine.delete_portfolio(pid)
 
-    @app.post("/v1/portfolios/{pid}/ticks", tags=["portfolios"])
+    @app.post("/v1/portfolios/{pid}/ticks", tags=["portfolios"], responses=_JUMP_409)
     def tick(pid: str, body: TickIn, engine: EngineDep) -> WeightsOut:
-        """Latest prices in, updated weights out (the portfolio's state is kept here)."""
-        return WeightsOut(**engine.tick(pid, body.prices, body.timestamp).to_dict())
+        """Latest prices in, updated weights out (the portfolio's state is kept here).
+
+        A price jump is refused (409, the state unchanged) or, in the service's flag mode,
+        answered with the last good weights and flagged; ``confirm_jump`` takes it."""
+        return WeightsOut(**engine.tick(pid, body.prices, body.timestamp,
+                                        body.confirm_jump).to_dict())
 
     @app.websocket("/v1/portfolios/{pid}/stream")
     async def stream(websocket: WebSocket, pid: str) -> None:
         """Ticks in as JSON messages (the body of POST .../ticks), weights out, in order; a
-        refused tick answers ``{"error": message, "status": code}`` and the stream goes on."""
+        refused tick answers ``{"error": message, "status": code}`` (and ``"jumps"`` for a
+        refused price jump) and the stream goes on."""
         engine: Engine = app.state.engine
         await websocket.accept()
         try:
@@ -181,20 +237,26 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> FastAPI:
                 try:
                     body = TickIn.model_validate(json.loads(text))
                     answer = await asyncio.to_thread(engine.tick, pid, body.prices,
-                                                     body.timestamp)
+                                                     body.timestamp, body.confirm_jump)
                     await websocket.send_json(answer.to_dict())
                 except InputError as exc:
-                    await websocket.send_json({"error": exc.message, "status": exc.status})
+                    await websocket.send_json({"error": exc.message, "status": exc.status,
+                                               **exc.extra})
                 except (ValueError, TypeError) as exc:
                     await websocket.send_json({"error": f"not a tick: {exc}", "status": 422})
         except WebSocketDisconnect:
             return
 
     # ------------------------------------------------------------- stateless
-    @app.post("/v1/weights", tags=["weights"])
+    @app.post("/v1/weights", tags=["weights"], responses=_JUMP_409)
     def weights(body: WindowIn, engine: EngineDep) -> WeightsOut:
-        """Weights for the last row of a full price window; nothing is kept."""
-        return WeightsOut(**engine.weights(body.assets, body.prices).to_dict())
+        """Weights for the last row of a full price window; nothing is kept.
+
+        Every move in the rows the decision uses passes the jump guard (the service does
+        not remember earlier confirmations): a jump is refused (409, ``jumps[].row`` names
+        the rows) or flagged, unless ``confirm_jump`` takes it."""
+        return WeightsOut(**engine.weights(body.assets, body.prices,
+                                           body.confirm_jump).to_dict())
 
     # ---------------------------------------------------------------- models
     @app.get("/v1/models", tags=["models"])
@@ -237,7 +299,8 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
     def metrics(engine: EngineDep) -> PlainTextResponse:
-        """Prometheus text: requests, decision latency, fallbacks, active model, gap."""
+        """Prometheus text: requests, decision latency, fallbacks, active model, gap, price
+        jumps (rejected, flagged, confirmed)."""
         return PlainTextResponse(generate_latest(engine.metrics.registry).decode(),
                                  media_type="text/plain; version=0.0.4")
 

@@ -8,6 +8,10 @@ Everything the HTTP layer (:mod:`neuralfolio.serve.app`) does goes through :clas
 * **inputs** are validated before anything changes (:class:`InputError` carries the HTTP
   status and a message that names the problem and the fix); a portfolio's state changes only
   after its tick passed every check;
+* **price jumps** (:func:`find_jumps`): a move beyond a multiple of the asset's recent
+  volatility, or beyond an absolute bound, is refused (409, nothing changes) or, in
+  ``"flag"`` mode, accepted and answered with the last good weights (or the optimizer's),
+  flagged; a client confirms a real jump with ``confirm_jump``;
 * **outputs** are checked (finite, within the head's bounds, summing as promised); on a
   violation, on inputs far outside the training distribution, or while the amortization-gap
   alert is raised, the answer is the exact optimizer (or the last good weights), flagged;
@@ -21,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import json
 import logging
 import math
 import queue
@@ -35,25 +40,34 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from neuralfolio.features import latest_features
+from neuralfolio.errors import ConfigError
+from neuralfolio.features import OOD_Z, latest_features
 from neuralfolio.optimize import PortfolioSolver
 from neuralfolio.risk import ledoit_wolf
 from neuralfolio.scratch.runtime import NumpyAllocator
 from neuralfolio.serve.audit import AuditLog, Decision, input_hash
 from neuralfolio.serve.registry import ModelRecord, ModelRegistry
 
-__all__ = ["ActiveModel", "Engine", "InputError", "ServiceConfig", "WeightsAnswer"]
+__all__ = ["ActiveModel", "Engine", "InputError", "ServiceConfig", "WeightsAnswer",
+           "find_jumps"]
 
 HISTORY_ROWS = 1024
 """Price rows kept per portfolio (enough for any model's and the optimizer's window)."""
 
 
-class InputError(Exception):
-    """A request the service refuses; ``status`` is the HTTP status to answer with."""
+JUMP_MODES = ("reject", "flag", "off")
+"""What the jump guard does with an unconfirmed jump (see :class:`ServiceConfig`)."""
+_MAD_TO_SD = 1.4826
+"""Median absolute deviation -> standard deviation, for normal returns."""
 
-    def __init__(self, status: int, message: str) -> None:
+
+class InputError(Exception):
+    """A request the service refuses; ``status`` is the HTTP status to answer with, ``extra``
+    more fields of the answer's body (e.g. ``{"jumps": [...]}``)."""
+
+    def __init__(self, status: int, message: str, extra: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.extra = status, message, extra or {}
 
 
 @dataclass
@@ -83,17 +97,47 @@ class ServiceConfig:
     gap_l1_alert : float
         Rolling mean L1 above which the alert is raised and answers fall back to the
         optimizer until the model changes.
+    jump_sd : float or None
+        Jump guard: a log return larger than ``jump_sd`` times the asset's recent daily
+        volatility is a jump. The volatility is robust (1.4826 x the median absolute
+        deviation of the asset's log returns over the rows a decision uses, so a jump does
+        not hide itself or the next one) and at least ``jump_min_vol``. None or 0: no
+        volatility test.
+    jump_min_vol : float
+        Floor of that volatility (daily, in log return), so a quiet asset does not trip on
+        a normal move: with the defaults, a move under 30% is never a jump (on sp500's 20
+        stocks, 1990-2022, 9 real moves in all would need a confirmation).
+    jump_max_log_return : float or None
+        Backstop: a log return beyond this is a jump whatever the volatility (1.0: about
+        x2.7 or -63%). None or 0: no bound.
+    jump_mode : {"reject", "flag", "off"}
+        ``"reject"``: an unconfirmed jump is refused with 409 and nothing changes;
+        ``"flag"``: it is accepted, and answered with the last good weights (or the
+        optimizer's), flagged, with the reason in the audit log; ``"off"``: no guard.
     """
 
     registry: str | Path
     audit_url: str | None = None
     token: str | None = None
     max_age_seconds: float | None = None
-    ood_z: float = 8.0
+    ood_z: float = OOD_Z
     weight_tol: float = 1e-6
     gap_every: int = 10
     gap_window: int = 50
     gap_l1_alert: float = 0.5
+    jump_sd: float | None = 15.0
+    jump_min_vol: float = 0.02
+    jump_max_log_return: float | None = 1.0
+    jump_mode: str = "reject"
+
+    def __post_init__(self) -> None:
+        if self.jump_mode not in JUMP_MODES:
+            raise ConfigError(f"jump_mode must be one of {list(JUMP_MODES)}, got "
+                              f"{self.jump_mode!r}.")
+        for name in ("jump_sd", "jump_min_vol", "jump_max_log_return"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -139,9 +183,65 @@ class WeightsAnswer:
     latency_us: float
     portfolio: str | None = None
     timestamp: str | None = None
+    flags: list[str] = field(default_factory=list)
+    jumps: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def find_jumps(prices: np.ndarray, assets: list[str], *, sd: float | None = 15.0,
+               min_vol: float = 0.02, max_log_return: float | None = 1.0,
+               last_only: bool = False) -> list[dict[str, Any]]:
+    """Price moves too large to take without confirmation (the service's jump guard).
+
+    A log return ``r`` of asset ``a`` is a jump when ``|r| > limit_a`` with
+    ``limit_a = min(sd * vol_a, max_log_return)`` and ``vol_a = max(1.4826 * MAD_a,
+    min_vol)``, ``MAD_a`` the median absolute deviation of ``a``'s log returns in
+    ``prices`` (robust: a few jumps barely move it, so every row can be checked at once).
+
+    Parameters
+    ----------
+    prices : ndarray, shape (n_dates, n_assets)
+        Positive prices, oldest first.
+    assets : list of str
+    sd : float or None
+        Multiple of the volatility; None or 0: no volatility test.
+    min_vol : float
+        Floor of the daily volatility.
+    max_log_return : float or None
+        Absolute bound of ``|r|``; None or 0: none.
+    last_only : bool
+        Check the last row's move only (a tick) instead of every row's.
+
+    Returns
+    -------
+    list of dict
+        One per jump: ``asset``, ``row`` (of ``prices``), ``previous``, ``price``, ``ratio``
+        (price / previous), ``log_return``, ``vol``, ``sds`` (``|r| / vol``) and ``limit``.
+    """
+    if len(prices) < 2:
+        return []
+    r = np.diff(np.log(prices), axis=0)
+    vol = np.maximum(_MAD_TO_SD * np.median(np.abs(r - np.median(r, axis=0)), axis=0),
+                     min_vol)
+    limit = sd * vol if sd else np.full(len(assets), np.inf)
+    if max_log_return:
+        limit = np.minimum(limit, max_log_return)
+    first = len(r) - 1 if last_only else 0
+    found = []
+    for i, j in np.argwhere(np.abs(r[first:]) > limit):
+        t = first + i
+        found.append({"asset": assets[j], "row": int(t + 1), "previous": float(prices[t, j]),
+                      "price": float(prices[t + 1, j]),
+                      "ratio": float(prices[t + 1, j] / prices[t, j]),
+                      "log_return": float(r[t, j]), "vol": float(vol[j]),
+                      "sds": float(abs(r[t, j]) / vol[j]), "limit": float(limit[j])})
+    return found
+
+
+def _jump_text(j: dict[str, Any]) -> str:
+    return f"{j['asset']} x{j['ratio']:.3g} ({j['sds']:.0f} sd)"
 
 
 @dataclass
@@ -183,6 +283,9 @@ class _Metrics:
         self.gap_alert = Gauge("neuralfolio_amortization_gap_alert",
                                "1 while the gap is above its threshold", registry=r)
         self.portfolios = Gauge("neuralfolio_portfolios", "Portfolios held", registry=r)
+        self.jumps = Counter("neuralfolio_price_jumps",
+                             "Requests (ticks, windows) with a price jump, by what was done: "
+                             "rejected, flagged or confirmed", ["action"], registry=r)
 
 
 class _GapMonitor:
@@ -352,10 +455,29 @@ class Engine:
         return p
 
     def tick(self, pid: str, prices: dict[str, float] | list[float],
-             timestamp: Any = None) -> WeightsAnswer:
-        """New prices for a portfolio: validated, appended, and answered with weights."""
+             timestamp: Any = None, confirm_jump: bool | list[str] = False) -> WeightsAnswer:
+        """New prices for a portfolio: validated, appended, and answered with weights.
+
+        Parameters
+        ----------
+        pid : str
+        prices : dict or list
+            Asset -> price, or prices in the portfolio's asset order.
+        timestamp : str or float, optional
+            After the last tick's; default the server's clock.
+        confirm_jump : bool or list of str
+            True, or the assets whose jump is real: their moves pass the jump guard
+            (:func:`find_jumps`), flagged as confirmed.
+
+        Raises
+        ------
+        InputError
+            409 with ``extra["jumps"]`` for an unconfirmed jump in ``"reject"`` mode (the
+            portfolio is unchanged); others for invalid ticks.
+        """
         p = self._portfolio(pid)
         with p.lock:
+            confirmed = self._check_confirm(confirm_jump, p.assets)
             row = self._check_tick(p, prices)
             stamp = _parse_time(timestamp) if timestamp is not None else datetime.now(UTC)
             last = p.times[-1] if p.times else None
@@ -368,8 +490,10 @@ class Engine:
                                           f"({_iso(last)}); ticks must arrive in time order.")
             self._check_age(stamp)
             history = np.vstack([np.asarray(p.prices), row[None]])
+            jumps = self._guard_jumps(history, p.assets, confirmed, last_only=True)
             stamps = [_iso(last), _iso(stamp)]
-            answer = self._decide(history, p.assets, pid, stamps, last_good=p.last_good)
+            answer = self._decide(history, p.assets, pid, stamps, last_good=p.last_good,
+                                  jumps=jumps)
             # Only now does the state change: the tick passed every check.
             p.prices.append(row)
             p.times.append(stamp)
@@ -382,12 +506,66 @@ class Engine:
             return answer
 
     # ----------------------------------------------------------------- stateless
-    def weights(self, assets: list[str], prices: list[list[float]]) -> WeightsAnswer:
-        """Weights for the last row of a full price window (no state kept)."""
+    def weights(self, assets: list[str], prices: list[list[float]],
+                confirm_jump: bool | list[str] = False) -> WeightsAnswer:
+        """Weights for the last row of a full price window (no state kept).
+
+        Every move in the rows the decision uses (the last ``history_needed``) passes the
+        jump guard, as the service does not know which of them were confirmed before;
+        ``confirm_jump`` (True or assets) confirms them. A jump refused in ``"reject"``
+        mode is an :class:`InputError` 409 whose ``extra["jumps"]`` name the rows.
+        """
         model = self._require_model()
         assets = self._check_assets(model, assets)
+        confirmed = self._check_confirm(confirm_jump, assets)
         rows = self._check_rows(prices, len(assets), model.history_needed, "prices")
-        return self._decide(rows, assets, None, None)
+        jumps = self._guard_jumps(rows, assets, confirmed, last_only=False)
+        return self._decide(rows, assets, None, None, jumps=jumps)
+
+    # --------------------------------------------------------------- jump guard
+    @staticmethod
+    def _check_confirm(confirm: bool | list[str] | None, assets: list[str]) -> set[str]:
+        if confirm is None or isinstance(confirm, bool):
+            return set(assets) if confirm else set()
+        unknown = [a for a in confirm if a not in assets]
+        if unknown:
+            raise InputError(422, f"confirm_jump names unknown assets {unknown}; use true or "
+                                  f"a list of {assets}.")
+        return set(confirm)
+
+    def _guard_jumps(self, history: np.ndarray, assets: list[str], confirmed: set[str], *,
+                     last_only: bool) -> list[dict[str, Any]]:
+        """The jumps of the rows a decision uses, each marked ``confirmed``; raises 409 on
+        an unconfirmed one in ``"reject"`` mode."""
+        c = self.config
+        if c.jump_mode == "off":
+            return []
+        needed = self._require_model().history_needed
+        offset = max(len(history) - needed, 0)
+        jumps = find_jumps(history[offset:], assets, sd=c.jump_sd, min_vol=c.jump_min_vol,
+                           max_log_return=c.jump_max_log_return, last_only=last_only)
+        for j in jumps:  # a tick's row is no index the client knows
+            j["row"] = None if last_only else j["row"] + offset
+            j["confirmed"] = j["asset"] in confirmed
+        if any(j["confirmed"] for j in jumps):
+            self.metrics.jumps.labels(action="confirmed").inc()
+        bad = [j for j in jumps if not j["confirmed"]]
+        if bad and c.jump_mode == "reject":
+            self.metrics.jumps.labels(action="rejected").inc()
+            where = "" if last_only else " in rows " + ", ".join(str(j["row"]) for j in bad)
+            moves = "; ".join(
+                f"{j['asset']} {j['previous']:.6g} -> {j['price']:.6g} (x{j['ratio']:.3g}, "
+                f"log return {j['log_return']:+.3f}, {j['sds']:.0f} x its volatility "
+                f"{j['vol']:.4f}; limit {j['limit']:.3f})" for j in bad)
+            names = sorted({j["asset"] for j in bad})
+            raise InputError(409, f"price jump refused{where}: {moves}. Nothing was changed. "
+                                  "If the move is real, send it again with "
+                                  f'"confirm_jump": true (or {json.dumps(names)}); the '
+                                  "limits are the service's --jump-sd, --jump-min-vol and "
+                                  "--jump-max-log-return.", {"jumps": jumps})
+        if bad:
+            self.metrics.jumps.labels(action="flagged").inc()
+        return jumps
 
     # ----------------------------------------------------------------- decisions
     def optimize(self, model: ActiveModel, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -403,8 +581,8 @@ class Engine:
             return cov, solver.solve(returns, cov)
 
     def _decide(self, history: np.ndarray, assets: list[str], pid: str | None,
-                stamps: list[str] | None, last_good: np.ndarray | None = None
-                ) -> WeightsAnswer:
+                stamps: list[str] | None, last_good: np.ndarray | None = None,
+                jumps: list[dict[str, Any]] = ()) -> WeightsAnswer:
         t0 = time.perf_counter()
         model = self._require_model()  # read once: the whole decision uses this version
         if not model.runtime.asset_agnostic and list(assets) != model.runtime.assets:
@@ -415,10 +593,14 @@ class Engine:
         if len(history) < model.history_needed:
             raise InputError(409, f"{len(history)} price rows are held; the active model "
                                   f"{model.label} needs {model.history_needed}.")
-        reason = None
+        flagged = [j for j in jumps if not j["confirmed"]]  # "flag" mode (reject raised)
+        reason = ("price jump (" + ", ".join(f"{j['asset']} x{j['ratio']:.3g} = "
+                                             f"{j['sds']:.0f} sd" for j in flagged)
+                  + "; confirm with confirm_jump)") if flagged else None
         w = None
         raw = latest_features(history[-model.runtime.lookback:], model.runtime.features)
-        if model.feature_mean is not None and len(model.feature_mean) == len(raw):
+        if reason is None and model.feature_mean is not None \
+                and len(model.feature_mean) == len(raw):
             z = float(np.max(np.abs((raw - model.feature_mean) / model.feature_std)))
             if not math.isfinite(z) or z > self.config.ood_z:
                 reason = (f"input outside the training distribution (max |z| = {z:.1f} > "
@@ -433,7 +615,9 @@ class Engine:
         if fallback:
             kind = reason.split(" (")[0]
             self.metrics.fallbacks.labels(reason=kind).inc()
-            if len(history) >= model.window + 1:
+            if flagged and last_good is not None:  # the optimizer would read the jump too
+                w, label = last_good, f"{model.label} (last good weights)"
+            elif len(history) >= model.window + 1:
                 w = self.optimize(model, history)[1]
                 label = f"optimizer({model.objective})"
             elif last_good is not None:
@@ -453,8 +637,11 @@ class Engine:
             input_hash=input_hash(assets, history[-model.history_needed:], stamps),
             model=label, assets=list(assets), weights=[float(x) for x in w],
             fallback=fallback, reason=reason, latency_us=latency * 1e6))
+        flags = [f"jump:{_jump_text(j)}" + (" confirmed" if j["confirmed"] else "")
+                 for j in jumps]
         return WeightsAnswer(dict(zip(assets, (float(x) for x in w), strict=True)), label,
-                             fallback, reason, latency * 1e6, pid)
+                             fallback, reason, latency * 1e6, pid, flags=flags,
+                             jumps=list(jumps))
 
     def _check_output(self, model: ActiveModel, w: np.ndarray) -> str | None:
         tol = self.config.weight_tol
