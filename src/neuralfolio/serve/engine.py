@@ -585,9 +585,17 @@ class Engine:
                 jumps: list[dict[str, Any]] = ()) -> WeightsAnswer:
         t0 = time.perf_counter()
         model = self._require_model()  # read once: the whole decision uses this version
-        if not model.runtime.asset_agnostic and list(assets) != model.runtime.assets:
+        trained = model.runtime.assets
+        if sorted(assets) == sorted(trained):
+            # decide in the model's order; answer by name in the caller's
+            perm = np.array([list(assets).index(a) for a in trained])
+            given, history = history, history[:, perm]
+            last_good = None if last_good is None else last_good[perm]
+        elif model.runtime.asset_agnostic:
+            perm, given = None, history
+        else:
             raise InputError(409, f"the active model {model.label} allocates "
-                                  f"{model.runtime.assets}, not this portfolio's {assets}; "
+                                  f"{trained}, not this portfolio's {assets}; "
                                   "activate a model for these assets or create a new "
                                   "portfolio.")
         if len(history) < model.history_needed:
@@ -630,11 +638,14 @@ class Engine:
             every = self.config.gap_every
             if every and self._count % every == 0:
                 self.monitor.submit(model, history[-(model.window + 1):].copy(), w)
+        if perm is not None:
+            w_model, w = np.asarray(w, dtype=np.float64), np.empty(len(perm))
+            w[perm] = w_model
         latency = time.perf_counter() - t0
         self.metrics.latency.observe(latency)
         self.audit.record(Decision(
             time=datetime.now(UTC), portfolio=pid,
-            input_hash=input_hash(assets, history[-model.history_needed:], stamps),
+            input_hash=input_hash(assets, given[-model.history_needed:], stamps),
             model=label, assets=list(assets), weights=[float(x) for x in w],
             fallback=fallback, reason=reason, latency_us=latency * 1e6))
         flags = [f"jump:{_jump_text(j)}" + (" confirmed" if j["confirmed"] else "")
@@ -674,9 +685,8 @@ class Engine:
         extra = [a for a in assets if a not in expected]
         if missing or extra:
             raise InputError(422, f"the model {model.label} allocates {expected}; missing "
-                                  f"{missing}, unknown {extra}. Send exactly its assets.")
-        if assets != expected:
-            raise InputError(422, f"assets must be in the model's order {expected}.")
+                                  f"{missing}, unknown {extra}. Send exactly its assets (in "
+                                  "any order: weights come back by name).")
         return assets
 
     @staticmethod
