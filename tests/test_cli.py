@@ -235,7 +235,8 @@ def test_train_any_family_head_and_loss_from_a_yaml_file(price_file, tmp_path):
     # flags override the file; an outcome loss needs no labels
     info = json.loads(_invoke("train", str(price_file), "--config", str(cfg), "--model", "dense",
                               "--hidden", "8", "--loss", "variance", "--horizon", "5",
-                              "--window", "30", "--out", str(out), "--json").stdout)
+                              "--window", "30", "--out", str(out), "--overwrite",
+                              "--json").stdout)
     assert info["network"] == "dense" and info["loss"] == "variance"
 
 

@@ -11,6 +11,16 @@ from typing import Annotated
 
 import typer
 
+from neuralfolio._cli_common import (
+    AssetsOpt,
+    DropOpt,
+    EndOpt,
+    JsonOpt,
+    LayoutOpt,
+    MaxFillOpt,
+    StartOpt,
+    load,
+)
 from neuralfolio.errors import ConfigError
 
 __all__ = ["parse_per_asset", "parse_weights", "risk"]
@@ -157,17 +167,17 @@ def risk(
     weights: Annotated[str, typer.Option(
         help="Portfolio weights: 'equal', NAME=VALUE pairs (BAC=0.3,JPM=0.7) or one value "
              "per asset in column order; they must sum to 1.")] = "equal",
-    start: Annotated[str | None, typer.Option(help="First date kept, e.g. 2005-01-01.")
-                     ] = None,
-    end: Annotated[str | None, typer.Option(help="Last date kept.")] = None,
-    assets: Annotated[str | None, typer.Option(
-        help="Comma-separated asset columns to keep, e.g. BAC,JPM.")] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    assets: AssetsOpt = None,
+    drop: DropOpt = None,
+    layout: LayoutOpt = "auto",
+    max_fill: MaxFillOpt = 5,
     confidences: Annotated[str, typer.Option(
         "--confidence", help="Comma-separated VaR confidence levels.")] = "0.95,0.99",
     horizons: Annotated[str, typer.Option(
         "--horizon", help="Comma-separated horizons in trading days.")] = "1,10",
-    json_out: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON "
-                                                          "instead.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Risk report of a fixed-weight portfolio: volatility, ratios, drawdown, VaR and CVaR.
 
@@ -180,13 +190,11 @@ def risk(
     import json
     import sys
 
-    from neuralfolio.data import load_prices
     from neuralfolio.risk._var import _check_confidence, _check_horizon
 
     levels = [_check_confidence(c) for c in _parse_numbers(confidences, "--confidence", float)]
     days = [_check_horizon(h) for h in _parse_numbers(horizons, "--horizon", int)]
-    names = [a.strip() for a in assets.split(",") if a.strip()] if assets else None
-    prices = load_prices(source, start=start, end=end, assets=names)
+    prices = load(source, start, end, assets, max_fill, drop, layout)
     w = parse_weights(weights, [str(a) for a in prices.columns])
     report = {"source": source, **risk_report(prices, w, levels, days)}
     if json_out:

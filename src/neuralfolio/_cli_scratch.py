@@ -20,6 +20,7 @@ __all__ = ["scratch_app"]
 scratch_app = typer.Typer(
     help="The first chapter's glass-box NumPy networks: toy regressor, two moons, summary.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]

@@ -93,16 +93,20 @@ def data_show(
     drop: DropOpt = None,
     layout: LayoutOpt = "auto",
     max_fill: MaxFillOpt = 5,
+    out: Annotated[Path | None, typer.Option(
+        help="Also write the validated panel to this .csv or .parquet file.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a price panel and describe each asset.
 
-    Example: neuralfolio data show gfc
+    Example: neuralfolio data show gfc --start 2010-01-01 --out prices-2010.csv
     """
     from neuralfolio.data import simple_returns
     from neuralfolio.risk import TRADING_DAYS
 
     prices = _load(source, start, end, assets, max_fill, drop, layout)
+    if out is not None:
+        _write_panel(prices, out)
     rets = simple_returns(prices)
     rows = [
         {"asset": a, "first": float(prices[a].iloc[0]), "last": float(prices[a].iloc[-1]),
@@ -111,7 +115,8 @@ def data_show(
         for a in prices.columns
     ]
     info = {"source": source, "dates": len(prices), "start": str(prices.index[0].date()),
-            "end": str(prices.index[-1].date()), "assets": rows}
+            "end": str(prices.index[-1].date()), "assets": rows,
+            "out": None if out is None else str(out)}
     if json_out:
         _print_json(info)
         return
@@ -122,6 +127,19 @@ def data_show(
         table.add_row(r["asset"], f"{r['first']:.2f}", f"{r['last']:.2f}",
                       f"{r['total_return']:+.1%}", f"{r['annual_volatility']:.1%}")
     console.print(table)
+    if out is not None:
+        console.print(f"Wrote the validated panel to {out}", highlight=False)
+
+
+def _write_panel(prices: pd.DataFrame, out: Path) -> None:
+    name = out.name.lower()
+    if not name.endswith((".csv", ".parquet", ".pq")):
+        raise ConfigError(f"--out {out}: write a .csv or a .parquet file.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if name.endswith(".csv"):
+        prices.to_csv(out, index_label="date")
+    else:
+        prices.to_parquet(out)
 
 
 # --------------------------------------------------------------------------- labels

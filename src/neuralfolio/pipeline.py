@@ -89,9 +89,22 @@ def load_run_prices(config: RunConfig) -> pd.DataFrame:
                        drop=config.drop, layout=config.layout, max_fill=config.max_fill)
 
 
-def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Policy]:
-    """Fresh policy objects for the names in ``config.policies``."""
+def build_policies(config: RunConfig, *, progress: bool = False,
+                   prices: pd.DataFrame | None = None) -> dict[str, Policy]:
+    """Fresh policy objects for the names in ``config.policies``.
+
+    The optimizers solve under the imitation network's mandate (the run's labels'
+    constraints; long-only without ``prices``, which give the number of assets). The
+    course's network, whose softmax head is long-only, gets long-only labels of its own
+    when the run's are not.
+    """
     w = config.window
+    n = None if prices is None else prices.shape[1]
+    mandate = label_constraints(config.train, n) if n else None
+    course = _course(config.train)
+    own = (run_labels(config, prices, course)
+           if n and "network_prices" in config.policies
+           and label_constraints(course, n) != mandate else None)
     refit = {"fine_tune": config.fine_tune, "refit_epochs": config.refit_epochs,
              "refit_recent": config.refit_recent or None, "progress": progress}
     makers = {
@@ -100,15 +113,15 @@ def build_policies(config: RunConfig, *, progress: bool = False) -> dict[str, Po
             refit_augment=config.refit_augment, **refit,
         ),
         "network_prices": lambda: NeuralPolicy(
-            NeuralAllocator(FeatureSpec("prices", w), _course(config.train)),
+            NeuralAllocator(FeatureSpec("prices", w), course), labels=own,
             **refit,
         ),
         "network_outcome": lambda: NeuralPolicy(
             NeuralAllocator(FeatureSpec("risk", config.outcome_window), config.outcome_train),
             **{**refit, "refit_recent": config.outcome_refit_recent or None},
         ),
-        "optimizer_daily": lambda: MinVariancePolicy(w, "daily"),
-        "optimizer_at_retrain": lambda: MinVariancePolicy(w, "at_fit"),
+        "optimizer_daily": lambda: MinVariancePolicy(w, "daily", constraints=mandate),
+        "optimizer_at_retrain": lambda: MinVariancePolicy(w, "at_fit", constraints=mandate),
         "equal_weight": EqualWeight,
         "inverse_volatility": lambda: InverseVolatility(w),
         "buy_and_hold": BuyAndHold,
@@ -146,10 +159,11 @@ def check_test_period(config: RunConfig, index: pd.DatetimeIndex) -> None:
                           f"{config.test_start}; give --test-end after --test-start.")
 
 
-def run_labels(config: RunConfig, prices: pd.DataFrame) -> LabelSet:
+def run_labels(config: RunConfig, prices: pd.DataFrame,
+               train: TrainConfig | None = None) -> LabelSet:
     """The run's labels: rolling minimum-variance weights (Ledoit-Wolf, ``config.window``)
-    under the constraints of the imitation network's head (cached)."""
-    constraints = label_constraints(config.train, prices.shape[1])
+    under the constraints of the imitation network's head, or of ``train``'s (cached)."""
+    constraints = label_constraints(train or config.train, prices.shape[1])
     return rolling_labels(prices, objective="min_variance", window=config.window,
                           cov="ledoit_wolf", constraints=constraints,
                           cache_dir=cache_dir() / "labels")
@@ -182,7 +196,7 @@ def run_backtest(
     check_test_period(config, prices.index)
     labels = run_labels(config, prices)
     result = walk_forward(
-        prices, build_policies(config), labels.weights,
+        prices, build_policies(config, prices=prices), labels.weights,
         test_start=config.test_start, test_end=config.test_end,
         retrain_every=config.retrain_every, train_window=config.train_window or None,
         purge=config.purge, execution=config.execution(), n_jobs=config.n_jobs,

@@ -19,6 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from neuralfolio.data import simple_returns
 from neuralfolio.errors import ConfigError
 from neuralfolio.nn import NeuralAllocator
+from neuralfolio.nn._train import exclusive_rng, fixed_threads
 from neuralfolio.optimize import OBJECTIVES, Constraints, PortfolioSolver
 from neuralfolio.risk import ledoit_wolf, rolling_covariances, sample_covariance
 
@@ -47,8 +48,8 @@ class Policy(Protocol):
         Whether :meth:`fit` uses label weights.
     carries_state : bool, optional
         Whether a fit builds on the previous one (a fine-tuned network); policies without
-        it may be fitted for different re-training dates in parallel. Assumed true when
-        missing.
+        it may be fitted for different re-training dates in parallel (the walk-forward fits
+        each date on a fresh copy of them). Assumed true when missing.
     rebalance : str, optional
         A rebalancing rule of its own (:data:`~neuralfolio.backtest.REBALANCE_RULES`),
         e.g. ``"never"`` for buy-and-hold; when missing the run's rule applies.
@@ -66,6 +67,15 @@ class Policy(Protocol):
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         """Weights for each of ``dates``, shape (len(dates), n_assets), each from prices
         up to that date only."""
+
+
+def _until(labels: Any, last: pd.Timestamp) -> Any:
+    """Labels (a DataFrame or a LabelSet) up to and including ``last``."""
+    if hasattr(labels, "weights") and hasattr(labels, "params"):
+        from dataclasses import replace
+
+        return replace(labels, weights=labels.weights.loc[:last])
+    return labels.loc[:last]
 
 
 def _tail(prices: pd.DataFrame, dates: pd.DatetimeIndex, lookback: int) -> pd.DataFrame:
@@ -263,6 +273,16 @@ class OptimizerPolicy(_Resolving):
         self.lookback = window + 1
         self._solver_: PortfolioSolver | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The OSQP solver neither pickles nor copies; a copy sets up its own.
+        return {**self.__dict__, "_solver_": None}
+
+    def fit(self, prices: pd.DataFrame, labels: pd.DataFrame | None = None):
+        # A fresh solver: a warm start from the previous fit's last window would make this
+        # fit's weights depend on the fits before it (carries_state is false).
+        self._solver_ = None
+        return super().fit(prices, labels)
+
     def _solver(self, n_assets: int) -> PortfolioSolver:
         if self._solver_ is None or self._solver_.n_assets != n_assets:
             self._solver_ = PortfolioSolver(self.objective, n_assets, self.constraints,
@@ -287,17 +307,21 @@ class OptimizerPolicy(_Resolving):
 
 
 class MinVariancePolicy(OptimizerPolicy):
-    """Long-only minimum variance on a Ledoit-Wolf covariance of the trailing window.
+    """Minimum variance on a Ledoit-Wolf covariance of the trailing window (long-only
+    unless ``constraints`` say otherwise).
 
     Parameters
     ----------
     window : int
     resolve : {"daily", "at_fit"}
         See :class:`OptimizerPolicy`.
+    constraints : Constraints, optional
+        Bounds, budget and short limit (a run uses its imitation network's mandate).
     """
 
-    def __init__(self, window: int = 126, resolve: str = "daily") -> None:
-        super().__init__("min_variance", window, resolve)
+    def __init__(self, window: int = 126, resolve: str = "daily", *,
+                 constraints: Constraints | None = None) -> None:
+        super().__init__("min_variance", window, resolve, constraints=constraints)
 
 
 class NeuralPolicy(_Base):
@@ -322,12 +346,18 @@ class NeuralPolicy(_Base):
         older data, and the newest dates are what it has not seen.
     progress : bool
         Show the training progress bar.
+    labels : LabelSet or DataFrame, optional
+        Labels of its own, used instead of those the backtest passes (for a network whose
+        head has another mandate than the run's labels); each fit reads them only up to
+        the last date of the prices it is given.
     """
 
     def __init__(self, allocator: NeuralAllocator, *, fine_tune: bool = True,
                  refit_augment: int | None = None, refit_epochs: int | None = None,
-                 refit_recent: int | None = None, progress: bool = False) -> None:
+                 refit_recent: int | None = None, progress: bool = False,
+                 labels: Any = None) -> None:
         self.allocator = allocator
+        self.labels = labels
         self.fine_tune = fine_tune
         self.refit_epochs = refit_epochs
         self.refit_recent = refit_recent
@@ -344,21 +374,30 @@ class NeuralPolicy(_Base):
             raise ConfigError(
                 f"NeuralPolicy.fit: the loss {self.allocator.train.loss!r} imitates label "
                 "weights; pass labels, or use an outcome loss such as 'variance'.")
+        if self.labels is not None and self.needs_labels:
+            labels = _until(self.labels, prices.index[-1])
         refit = self.fine_tune and hasattr(self.allocator, "network_")
         if refit and self.refit_recent:
             prices = prices.iloc[-(self.refit_recent + self.lookback):]
-        self.allocator.fit(prices, labels if self.needs_labels else None,
-                           warm_start=self.fine_tune,
-                           augment=self.refit_augment if refit else None,
-                           max_epochs=self.refit_epochs if refit else None,
-                           progress=self.progress)
+        # The same fit in the main process, a process worker or a thread: fixed PyTorch
+        # threads, and the seeded global generator to itself while it initializes and trains.
+        with fixed_threads(), exclusive_rng():
+            self.allocator.fit(prices, labels if self.needs_labels else None,
+                               warm_start=self.fine_tune,
+                               augment=self.refit_augment if refit else None,
+                               max_epochs=self.refit_epochs if refit else None,
+                               progress=self.progress)
         return self
 
     def weights(self, history: np.ndarray) -> np.ndarray:
-        return self.allocator.predict_latest(history)
+        with fixed_threads():
+            return self.allocator.predict_latest(history)
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
-        return self.allocator.predict(_tail(prices, dates, self.lookback)).loc[dates]
+        with fixed_threads():
+            # no extrapolation warnings here: the backtest measures what the network does
+            return self.allocator.predict(_tail(prices, dates, self.lookback),
+                                          guard=None).loc[dates]
 
 
 class RuntimePolicy(_Base):

@@ -181,7 +181,9 @@ def test_assets_selects_and_orders_columns() -> None:
 def test_start_cuts_before_validation() -> None:
     raw = _small()
     raw.iloc[0:2, 1] = np.nan  # BBB not yet listed on the first two dates
-    with pytest.raises(DataError, match=r"asset 'BBB' has no prices before its first price"):
+    with pytest.raises(
+        DataError, match=r"asset 'BBB' has no prices before 2021-03-03 \(listed late"
+    ):
         load_prices(raw)
     out = load_prices(raw, start="2021-03-03")
     assert list(out.index) == list(raw.index[2:])

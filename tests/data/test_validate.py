@@ -231,7 +231,7 @@ def test_long_gap_raises_naming_asset_dates_and_max_fill() -> None:
         DataError,
         match=(
             rf"asset 'C' has 4 missing prices in a row, {first}\.\.{last}, "
-            r"more than max_fill=3\..*raise max_fill"
+            r"more than max_fill=3\..*raise the limit with --max-fill 4 \(max_fill=4 in Python\)"
         ),
     ):
         validate_prices(raw, max_fill=3)
@@ -244,15 +244,17 @@ def test_max_fill_zero_refuses_any_gap() -> None:
         validate_prices(raw, max_fill=0)
 
 
-def test_leading_nans_raise_and_suggest_start_or_assets() -> None:
+def test_leading_nans_raise_and_suggest_start_or_drop() -> None:
     raw = _panel(6)
     raw.iloc[0:2, 1] = np.nan
-    first, last = _day(raw.index, 0), _day(raw.index, 1)
+    first, listed = _day(raw.index, 0), _day(raw.index, 2)
     with pytest.raises(
         DataError,
         match=(
-            rf"asset 'B' has no prices before its first price on {first}\.\.{last} "
-            r"\(2 date\(s\)\).*start=/end=.*assets=\[\.\.\.\]"
+            rf"asset 'B' has no prices before {listed} \(listed late; 2 date\(s\) missing "
+            rf"from {first}\): start the panel there with --start {listed} "
+            rf"\(start='{listed}' in Python\), or leave the asset out with --drop B "
+            r"\(drop=\['B'\] in Python\)\.$"
         ),
     ):
         validate_prices(raw)
@@ -261,9 +263,14 @@ def test_leading_nans_raise_and_suggest_start_or_assets() -> None:
 def test_trailing_nans_raise() -> None:
     raw = _panel(6)
     raw.iloc[-1, 0] = np.nan
-    day = _day(raw.index, 5)
+    day, last = _day(raw.index, 5), _day(raw.index, 4)
     with pytest.raises(
-        DataError, match=rf"asset 'A' has no prices after its last price on {day}\.\.{day}"
+        DataError,
+        match=(
+            rf"asset 'A' has no prices after {last} \(delisted, or its data ends early; "
+            rf"1 date\(s\) missing to {day}\): end the panel there with --end {last} "
+            rf"\(end='{last}' in Python\), or leave the asset out with --drop A"
+        ),
     ):
         validate_prices(raw)
 
@@ -367,23 +374,29 @@ def test_short_gaps_are_filled_and_present_values_kept(
     case: tuple[pd.DataFrame, np.ndarray],
 ) -> None:
     raw, mask = case
+    # Dates on which every asset is missing are dropped as non-trading days (one warning);
+    # the other gaps are forward-filled (another warning).
+    blank = mask.all(axis=1)
+    kept = mask[~blank]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out = validate_prices(raw, max_fill=3)
-    data_warnings = [w for w in caught if issubclass(w.category, DataWarning)]
-    assert len(data_warnings) == (1 if mask.any() else 0)
-    if mask.any():
+    messages = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(messages) == int(blank.any()) + int(kept.any())
+    if blank.any():
+        assert f"dropped {int(blank.sum())} date(s) on which no asset has a price" in messages[0]
+    if kept.any():
         # One entry per gap; the message lists at most five and then gives the total.
-        n_gaps = int((np.diff(mask.astype(np.int8), axis=0) == 1).sum())
-        message = str(data_warnings[0].message)
+        n_gaps = int((np.diff(kept.astype(np.int8), axis=0) == 1).sum())
+        message = messages[-1]
         assert f"forward-filled {n_gaps} short gap(s)" in message
         if n_gaps <= 5:
-            for j in np.flatnonzero(mask.any(axis=0)):
+            for j in np.flatnonzero(kept.any(axis=0)):
                 assert re.search(rf"\b{raw.columns[j]} on ", message)
         else:
             assert f"({n_gaps} in all)" in message
-    assert out.shape == raw.shape
+    assert out.shape == (len(raw) - int(blank.sum()), raw.shape[1])
     assert list(out.columns) == list(raw.columns)
     assert not out.isna().to_numpy().any()
-    np.testing.assert_array_equal(out.to_numpy()[~mask], raw.to_numpy()[~mask])
-    np.testing.assert_array_equal(out.to_numpy(), raw.ffill().to_numpy())
+    np.testing.assert_array_equal(out.to_numpy()[~kept], raw.to_numpy()[~blank][~kept])
+    np.testing.assert_array_equal(out.to_numpy(), raw[~blank].ffill().to_numpy())

@@ -107,8 +107,8 @@ def test_bad_inputs(small_prices, labels, tmp_path):
     with pytest.raises(DataError, match="Give a longer training period"):
         NeuralAllocator(FeatureSpec("risk", 40), FAST).fit(small_prices.iloc[:80], labels)
     with pytest.raises(DataError, match="do not match price columns"):
-        NeuralAllocator(FeatureSpec("risk", 40), FAST).fit(small_prices,
-                                                           labels.iloc[:, ::-1])
+        NeuralAllocator(FeatureSpec("risk", 40), FAST).fit(
+            small_prices, labels.rename(columns={"A0": "Z"}))
     with pytest.raises(ConfigError, match="Unknown loss"):
         TrainConfig(loss="hinge")
     with pytest.raises(ConfigError, match="Unknown activation"):

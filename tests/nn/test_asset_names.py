@@ -52,7 +52,8 @@ def model(request, prices, labels):
         return NeuralAllocator(FeatureSpec(kind, 30), cfg).fit(prices, labels.weights)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(order=st.permutations(ASSETS))
 def test_reordered_columns_give_the_same_weights_per_asset(model, prices, order):
     tail = prices.iloc[-40:]

@@ -137,10 +137,10 @@ def test_parallel_labels_equal_serial(gfc):
     serial = rolling_labels(gfc, objective="min_variance", window=WINDOW)
     threaded = rolling_labels(gfc, objective="min_variance", window=WINDOW, n_jobs=2,
                               backend="threading")
-    np.testing.assert_allclose(threaded.weights, serial.weights, atol=1e-8)
+    np.testing.assert_array_equal(threaded.weights, serial.weights)
     sk_serial = rolling_labels(gfc.iloc[:80], objective="risk_parity", window=WINDOW)
     sk_procs = rolling_labels(gfc.iloc[:80], objective="risk_parity", window=WINDOW, n_jobs=2)
-    np.testing.assert_allclose(sk_procs.weights, sk_serial.weights, atol=1e-8)
+    np.testing.assert_array_equal(sk_procs.weights, sk_serial.weights)
 
 
 def test_bad_parameters_are_named(gfc):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -15,7 +16,8 @@ from neuralfolio.backtest._result import BacktestResult
 from neuralfolio.backtest._simulate import Execution
 from neuralfolio.data import require_history, simple_returns
 from neuralfolio.errors import ConfigError, DataError
-from neuralfolio.optimize._parallel import chunk_bounds, parallel_chunks
+from neuralfolio.nn._train import fixed_threads
+from neuralfolio.optimize._parallel import parallel_chunks, workers
 from neuralfolio.policies import Policy
 
 __all__ = ["RETRAIN_CALENDARS", "retrain_starts", "walk_forward"]
@@ -102,7 +104,11 @@ def walk_forward(
         Workers (-1: every core). Policies run in parallel; the blocks of a policy that
         carries no state from one fit to the next (``carries_state`` false: optimizers,
         networks re-fitted from scratch) run in parallel too. Timings taken in parallel
-        share the cores.
+        share the cores. The weights do not depend on ``n_jobs`` or ``backend``: every
+        block of such a policy is fitted on a fresh copy of it, a policy that carries state
+        runs through its blocks in order in one task, and networks fit and predict with a
+        fixed number of PyTorch threads (:data:`neuralfolio.nn._train.TASK_THREADS`).
+        The policies passed in are not modified (each task works on a copy).
     backend : str, optional
         joblib backend (``loky``, ``threading``, or a registered one such as ``ray``), the
         same as for labels.
@@ -146,13 +152,15 @@ def walk_forward(
 
     blocks = [test[s:e] for s, e in zip(starts, [*starts[1:], len(test)], strict=True)]
     schedule = _Schedule(prices, labels, train_window, purge, timed_updates)
+    # Every task works on its own copy of a policy (the caller's objects stay as they
+    # were), and a policy that carries no state fits each block on a fresh copy: a block's
+    # weights are then the same whether the blocks run in one task or in many.
     tasks = []
     for name, policy in policies.items():
         stateless = not getattr(policy, "carries_state", True)
-        chunks = chunk_bounds(len(blocks), n_jobs) if stateless else [(0, len(blocks))]
-        for a, b in chunks:
-            own = policy if n_jobs == 1 else copy.deepcopy(policy)
-            tasks.append((schedule, name, own, blocks[a:b]))
+        groups = _groups(len(blocks), n_jobs) if stateless else [(0, len(blocks))]
+        for a, b in groups:
+            tasks.append((schedule, name, copy.deepcopy(policy), blocks[a:b], stateless))
     if n_jobs == 1:
         # In process: a finer progress bar, one step per policy and re-training date.
         bar = Progress(TextColumn("{task.description}"), BarColumn(),
@@ -173,7 +181,7 @@ def walk_forward(
     fit_seconds: dict[str, list[float]] = {name: [] for name in policies}
     update_seconds: dict[str, list[float]] = {name: [] for name in policies}
     path_gap: dict[str, float] = dict.fromkeys(policies, 0.0)
-    for (_, name, _, _), part in zip(tasks, parts, strict=True):
+    for (_, name, *_), part in zip(tasks, parts, strict=True):
         weights[name].extend(part["weights"])
         fit_seconds[name].extend(part["fit_seconds"])
         update_seconds[name].extend(part["update_seconds"])
@@ -208,15 +216,36 @@ class _Schedule:
         return seen, self.labels.loc[seen.index[0]: seen.index[-1]]
 
 
+def _groups(n_blocks: int, n_jobs: int, per_job: int = 4) -> list[tuple[int, int]]:
+    """Contiguous runs of blocks, ``per_job`` per worker (one when serial), so that a slow
+    run does not hold the others back; the blocks' results do not depend on them."""
+    n = 1 if n_jobs == 1 else max(1, min(n_blocks, per_job * workers(n_jobs)))
+    edges = np.linspace(0, n_blocks, n + 1).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges) if b > a]
+
+
 def _run_blocks(schedule: _Schedule, name: str, policy: Policy,
-                blocks: list[pd.DatetimeIndex],
+                blocks: list[pd.DatetimeIndex], fresh: bool = False,
                 tick: Callable[[str, pd.Timestamp], None] | None = None) -> dict[str, Any]:
-    """Fit and decide one policy through consecutive blocks (one parallel task)."""
+    """Fit and decide one policy through consecutive blocks (one task, serial or parallel).
+
+    ``fresh``: fit each block on a new copy of ``policy``, for policies that carry no
+    state, so that nothing a block does reaches the next. The PyTorch thread count is
+    fixed for the whole task, whatever the process or thread it runs in.
+    """
+    with fixed_threads():
+        return _blocks(schedule, name, policy, blocks, fresh, tick)
+
+
+def _blocks(schedule: _Schedule, name: str, template: Policy,
+            blocks: list[pd.DatetimeIndex], fresh: bool,
+            tick: Callable[[str, pd.Timestamp], None] | None) -> dict[str, Any]:
     prices, idx = schedule.prices, schedule.prices.index
     values = prices.to_numpy()
     out: dict[str, Any] = {"weights": [], "fit_seconds": [], "update_seconds": [],
                            "path_gap": 0.0}
     for block in blocks:
+        policy = copy.deepcopy(template) if fresh else template
         seen, seen_labels = schedule.training(block[0])
         t0 = time.perf_counter()
         policy.fit(seen, seen_labels if policy.needs_labels else None)

@@ -411,4 +411,12 @@ def make_head(name: str, **kwargs: Any) -> AllocationHead:
             f"head {name!r} takes no argument {', '.join(unknown)}; "
             f"its arguments are {', '.join(params) or 'none'}."
         )
+    required = [k for k, v in params.items() if v.default is inspect.Parameter.empty
+                and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD) and k not in kwargs]
+    if required:
+        raise ConfigError(
+            f"head {name!r} needs {', '.join(required)} in head_options, e.g. "
+            f"head_options={{'{required[0]}': 0.1}} (in a TOML/YAML config file: "
+            f"head_options = {{{required[0]} = 0.1}})."
+        )
     return cls(**kwargs)

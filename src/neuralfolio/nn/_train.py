@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +20,56 @@ from neuralfolio.nn._config import LOSS_NAMES, TrainConfig
 from neuralfolio.nn._losses import LOSSES as LOSS_CLASSES
 from neuralfolio.nn._losses import Loss, MaxDrawdown, Turnover
 
-__all__ = ["LOSSES", "TrainHistory", "resolve_device", "train_network"]
+__all__ = ["LOSSES", "TASK_THREADS", "TrainHistory", "exclusive_rng", "fixed_threads",
+           "resolve_device", "train_network"]
+
+TASK_THREADS = 1
+"""PyTorch intra-op threads of every fit and prediction of a policy (see :func:`fixed_threads`).
+
+Float sums are split across threads, so a different count gives different low bits, which
+training amplifies; joblib's process workers start with ``cores // n_jobs`` threads. One
+fixed count makes a run the same whatever ``n_jobs``, backend or machine."""
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+_rng_lock = threading.RLock()
+
+
+@contextlib.contextmanager
+def fixed_threads() -> Iterator[None]:
+    """Run the block with :data:`TASK_THREADS` PyTorch threads, restored afterwards.
+
+    The setting is process-wide, so nested and concurrent blocks (threads of one process)
+    share it: the first to enter sets it, the last to leave restores the count before.
+    """
+    global _threads_users, _threads_before
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            if _threads_before != TASK_THREADS:
+                torch.set_num_threads(TASK_THREADS)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0 and torch.get_num_threads() != _threads_before:
+                torch.set_num_threads(_threads_before)
+
+
+@contextlib.contextmanager
+def exclusive_rng() -> Iterator[None]:
+    """Own PyTorch's global random generator for the block, then give back its state.
+
+    Initial parameters and dropout draw from that one generator; a fit seeds it and then
+    draws, which a fit running at the same time in another thread would interleave with.
+    Blocks in different threads run one at a time; the caller's random state is left as
+    it was.
+    """
+    with _rng_lock, torch.random.fork_rng(devices=[]):
+        yield
 
 
 def _imitation(loss: Loss) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
