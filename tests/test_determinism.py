@@ -131,3 +131,33 @@ def test_fixed_threads_nests_and_restores():
             assert torch.get_num_threads() == inside
         assert torch.get_num_threads() == inside
     assert inside == 1 and torch.get_num_threads() == before
+
+
+def test_cli_backtest_summaries_do_not_depend_on_jobs(tmp_path):
+    """The issue's check: `backtest --config X --jobs 1` and `--jobs 2` on gfc agree."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from neuralfolio.cli import app
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(
+        'data = "gfc"\nstart = "2006-01-01"\ntest_start = "2008-01-01"\n'
+        'test_end = "2008-06-30"\nwindow = 40\noutcome_window = 40\nretrain_every = 42\n'
+        'augment = 40\nrefit_augment = 10\n'
+        'policies = ["network", "network_outcome", "optimizer_daily", "equal_weight"]\n'
+        '[train]\nmax_epochs = 2\nmodel_options = {d_model = 8}\ndropout = 0.1\n'
+        '[outcome_train]\nmax_epochs = 2\nmodel_options = {d_model = 8}\n')
+    runs = []
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        result = CliRunner().invoke(app, ["backtest", "--config", str(cfg), "--jobs", str(jobs),
+                                          "--no-report", "--out", str(out), "--json"],
+                                    catch_exceptions=False)
+        summary = json.loads(result.stdout)["policies"]
+        for figures in summary.values():  # timings are the only figures allowed to differ
+            for key in ("update_us", "fit_seconds"):
+                figures.pop(key, None)
+        runs.append(summary)
+    assert runs[0] == runs[1]
