@@ -428,12 +428,12 @@ class NeuralAllocator:
             return
         date = out["max_z"].idxmax()
         worst = out.loc[date]
-        when = date.date() if isinstance(date, pd.Timestamp) else date
+        when = f"on {date.date()}" if isinstance(date, pd.Timestamp) else f"for the {date}"
         message = (
             f"On {len(out)} of {len(z)} date(s) an input lies beyond {max_z:g} training "
             f"standard deviations (trained on {self.training_period_[0]}.."
             f"{self.training_period_[1]}); the worst is the {worst['input']} at "
-            f"{worst['max_z']:.1f} sd on {when}. The network extrapolates there: its "
+            f"{worst['max_z']:.1f} sd {when}. The network extrapolates there: its "
             "weights are unreliable.")
         if guard == "raise":
             raise DataError(message + " Re-train on data that covers these prices, or "
