@@ -1,5 +1,9 @@
 """A registry with two small trained versions, shared by the service tests."""
 
+import contextlib
+import threading
+import time
+
 import pytest
 
 from neuralfolio.data import synthetic_prices
@@ -41,3 +45,33 @@ def registry_copy(model_dir, tmp_path):
     dst = tmp_path / "registry"
     shutil.copytree(model_dir, dst, ignore=shutil.ignore_patterns("audit.db*"))
     return dst
+
+
+@pytest.fixture
+def live_server():
+    """``with live_server(config) as url:`` runs the app on loopback (see :func:`_serve`)."""
+    return _serve
+
+
+@contextlib.contextmanager
+def _serve(config):
+    """A real uvicorn server of the app for ``config`` on a free loopback port, in a
+    thread; yields its base URL and stops it afterwards."""
+    import uvicorn
+
+    from neuralfolio.serve import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=0,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        end = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < end, "the server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+    assert not thread.is_alive()

@@ -1,7 +1,5 @@
 """The jump guard: a fat-finger price is refused (or flagged), never silently absorbed."""
 
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -226,30 +224,17 @@ def test_openapi_documents_the_guard(client):
     assert {"flags", "jumps"} <= set(parts["WeightsOut"]["properties"])
 
 
-def test_replay_confirms_the_jumps_of_recorded_history(registry_copy, market, tmp_path):
+def test_replay_confirms_the_jumps_of_recorded_history(registry_copy, market, tmp_path,
+                                                      live_server):
     from neuralfolio.cli import app
 
     prices = market.copy()
     prices.iloc[305:, 1] *= 3.0  # a real +200% day in the history streamed
     path = tmp_path / "prices.csv"
     prices.to_csv(path)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(ServiceConfig(registry=registry_copy, audit_url="sqlite://")),
-        host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        end = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < end, "the server did not start"
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        result = CliRunner().invoke(app, ["replay", str(path), "--url",
-                                          f"http://127.0.0.1:{port}", "--speed", "0",
+    with live_server(ServiceConfig(registry=registry_copy, audit_url="sqlite://")) as url:
+        result = CliRunner().invoke(app, ["replay", str(path), "--url", url, "--speed", "0",
                                           "--start", str(prices.index[300].date()),
                                           "--limit", "10"], catch_exceptions=False)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
     assert result.exit_code == 0, result.output
     assert "jumps confirmed 1" in " ".join(result.output.split())

@@ -3,14 +3,11 @@
 import json
 import shutil
 import socket
-import threading
-import time
 from datetime import datetime
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -165,26 +162,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_replay_streams_ticks_into_a_live_server(registry):
-    port = _free_port()
-    config = uvicorn.Config(create_app(ServiceConfig(registry=registry)), host="127.0.0.1",
-                            port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        end = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < end, "the server did not start"
-            time.sleep(0.02)
-        url = f"http://127.0.0.1:{port}"
+def test_replay_streams_ticks_into_a_live_server(registry, live_server):
+    with live_server(ServiceConfig(registry=registry)) as url:
         result = _invoke("replay", "gfc", "--url", url, "--speed", "0", "--limit", "20",
                          "--start", "2009-01-02")
         state = httpx.get(f"{url}/v1/portfolios/replay", timeout=10).json()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-    assert not thread.is_alive()
     assert state["ticks"] == 20
     dates = load_prices("gfc").loc["2009-01-02":].index
     assert state["last_timestamp"].startswith(str(dates[19].date()))
