@@ -48,13 +48,6 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 WindowOpt = Annotated[int, typer.Option(help="Returns per covariance window.")]
-_assets = names
-_print_json = print_json
-
-
-def _load(source: str, start=None, end=None, assets=None, max_fill=None, drop=None,
-          layout: str = "auto") -> pd.DataFrame:
-    return load(source, start, end, assets, max_fill, drop, layout)
 
 
 # ----------------------------------------------------------------------------- data
@@ -73,7 +66,7 @@ def data_list(json_out: JsonOpt = False) -> None:
                      "end": str(p.index[-1].date()), "dates": p.shape[0],
                      "description": d.description})
     if json_out:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table(title="Bundled data sets (offline)")
     for col in ("name", "assets", "start", "end", "dates", "description"):
@@ -104,7 +97,7 @@ def data_show(
     from neuralfolio.data import simple_returns
     from neuralfolio.risk import TRADING_DAYS
 
-    prices = _load(source, start, end, assets, max_fill, drop, layout)
+    prices = load(source, start, end, assets, max_fill, drop, layout)
     if out is not None:
         _write_panel(prices, out)
     rets = simple_returns(prices)
@@ -118,7 +111,7 @@ def data_show(
             "end": str(prices.index[-1].date()), "assets": rows,
             "out": None if out is None else str(out)}
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
     table = Table(title=f"{source}: {len(prices)} dates, {info['start']} .. {info['end']}")
     for col in ("asset", "first price", "last price", "total return", "annual vol"):
@@ -183,7 +176,7 @@ def labels(
 
     if augment and out is None:
         raise ConfigError("--augment writes its scenarios next to --out; give --out too.")
-    prices = _load(source, start, end, assets, max_fill, drop, layout)
+    prices = load(source, start, end, assets, max_fill, drop, layout)
     constraints = Constraints(lower, upper)
     t0 = time.perf_counter()
     ls = rolling_labels(prices, objective=objective, window=window, cov=cov,
@@ -225,7 +218,7 @@ def labels(
         info["scenarios"] = {"n": augment, "out": str(scen_path),
                              "seconds": time.perf_counter() - t0}
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
     origin = "cache" if ls.from_cache else f"{len(w) / seconds:,.0f} labels/s"
     console.print(
@@ -329,7 +322,7 @@ def train(
     imitation = "target" in cfg.loss_fn().needs
     if augment is None:
         augment = 20_000 if features == "risk" and imitation else 0
-    prices = _load(source, start, end, assets, max_fill, drop, layout)
+    prices = load(source, start, end, assets, max_fill, drop, layout)
     labels = None
     if imitation:
         labels = rolling_labels(prices, objective=objective, window=window,
@@ -349,7 +342,7 @@ def train(
             "train_loss": h.train_loss[h.best_epoch], "val_loss": h.val_loss[h.best_epoch],
             "seconds": seconds, "device": h.device, "labels": nn_model.labels_}
     if json_out:
-        _print_json(info)
+        print_json(info)
         return
     console.print(
         f"Trained {'an' if cfg.model[0] in 'aeiou' else 'a'} {cfg.model} network ({cfg.head} "
@@ -428,14 +421,14 @@ def predict(
         given = pd.DataFrame([row], index=pd.Index(["given prices"]), columns=model.assets_)
         weights = model.predict(given, guard="raise" if strict else "warn", max_z=max_z)
     else:
-        frame = _load(str(file), start, end, assets, None, drop, layout)
+        frame = load(str(file), start, end, assets, None, drop, layout)
         weights = model.predict(frame, guard="raise" if strict else "warn", max_z=max_z)
         if not all_dates:
             weights = weights.iloc[[-1]]
     labels = [d.date().isoformat() if isinstance(d, pd.Timestamp) else str(d)
               for d in weights.index]
     if json_out:
-        _print_json({k: row.to_dict() for k, (_, row) in zip(labels, weights.iterrows(),
+        print_json({k: row.to_dict() for k, (_, row) in zip(labels, weights.iterrows(),
                                                                 strict=True)})
         return
     table = Table(title=f"Weights from {model_dir}")
@@ -519,7 +512,7 @@ def _run(config: RunConfig, out: Path, json_out: bool, title: str, report: bool 
     if json_out:
         summary = json.loads((out / "summary.json").read_text())
         summary["paired"] = json.loads((out / "paired.json").read_text())
-        _print_json(summary)
+        print_json(summary)
         return result
     console.print(_summary_table(result, title))
     for table in _paired_rich(paired, config.baselines):
@@ -610,13 +603,13 @@ def backtest(
     --cost-bps 10
     """
     cfg = RunConfig.from_file(config) if config else RunConfig()
-    overrides = {"data": source, "start": start, "end": end, "assets": _assets(assets),
-                 "drop": _assets(drop), "layout": layout, "test_start": test_start,
+    overrides = {"data": source, "start": start, "end": end, "assets": names(assets),
+                 "drop": names(drop), "layout": layout, "test_start": test_start,
                  "test_end": test_end,
                  "retrain_every": retrain_every, "train_window": train_window, "purge": purge,
                  "rebalance": rebalance, "threshold": threshold, "cost_bps": cost_bps,
                  "cash_rate": cash_rate, "window": window, "augment": augment,
-                 "policies": _assets(policies), "max_fill": max_fill, "n_jobs": jobs,
+                 "policies": names(policies), "max_fill": max_fill, "n_jobs": jobs,
                  "backend": backend}
     cfg = RunConfig.from_dict({**cfg.to_dict(),
                                **{k: v for k, v in overrides.items() if v is not None}})
