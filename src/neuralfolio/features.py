@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -32,15 +33,17 @@ import numpy as np
 import pandas as pd
 
 from neuralfolio.data import require_history, simple_returns
-from neuralfolio.errors import ConfigError
-from neuralfolio.risk import ledoit_wolf, rolling_ledoit_wolf
+from neuralfolio.errors import ConfigError, DataError
+from neuralfolio.risk import RECOMPUTE_EVERY, RollingMoments, ledoit_wolf, rolling_ledoit_wolf
 
 __all__ = [
     "FEATURE_KINDS",
     "OOD_Z",
     "FeatureSpec",
+    "FeatureStepper",
     "InputRange",
     "Standardizer",
+    "check_price_row",
     "covariance_features",
     "feature_names",
     "latest_features",
@@ -197,6 +200,114 @@ def latest_features(history: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     if spec.kind == "returns":
         return returns.reshape(-1)
     return covariance_features(ledoit_wolf(returns)[0], spec.unconstrained)
+
+
+def check_price_row(row: np.ndarray, n_assets: int) -> np.ndarray:
+    """One new row of prices as float64, shape (n_assets,), checked finite and positive.
+
+    Raises
+    ------
+    DataError
+        Wrong length, a non-finite or a non-positive price (the message names the column).
+    """
+    r = np.asarray(row, dtype=np.float64)
+    if r.shape != (n_assets,):
+        raise DataError(f"a price row must hold {n_assets} prices, got shape {r.shape}.")
+    if not (math.isfinite(r.sum()) and r.min() > 0.0):
+        bad = int(np.flatnonzero(~(np.isfinite(r) & (r > 0)))[0])
+        raise DataError(f"price {bad} of the new row is {r[bad]!r}; prices must be finite "
+                        "and positive (fill or drop the value before sending).")
+    return r
+
+
+class FeatureStepper:
+    """A network's inputs kept current one price row at a time: the stepped twin of
+    :func:`latest_features`.
+
+    ``risk`` inputs come from a :class:`~neuralfolio.risk.RollingMoments` of the window's
+    returns (an O(n_assets^2) update per row instead of a fresh Ledoit-Wolf estimate, then
+    the O(n_assets^3) unconstrained weights); ``returns`` inputs from a ring of the window;
+    ``prices`` inputs are the latest row.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    recompute_every : int
+        Exact rebuilds of the rolling sums (see :class:`~neuralfolio.risk.RollingMoments`).
+
+    Examples
+    --------
+    >>> p = np.cumprod(1 + np.random.default_rng(1).normal(0, 0.01, (200, 3)), axis=0)
+    >>> f = FeatureStepper(FeatureSpec(window=60)).start(p[:150])
+    >>> for row in p[150:]:
+    ...     f.push(row)
+    >>> bool(np.allclose(f.features(), latest_features(p, FeatureSpec(window=60))))
+    True
+    """
+
+    def __init__(self, spec: FeatureSpec, *, recompute_every: int = RECOMPUTE_EVERY) -> None:
+        self.spec = spec
+        self.recompute_every = recompute_every
+
+    def start(self, history: np.ndarray) -> FeatureStepper:
+        """Begin from a price history, shape (>= spec.lookback, n_assets), oldest first."""
+        h = np.asarray(history, dtype=np.float64)
+        spec = self.spec
+        if h.ndim != 2 or len(h) < spec.lookback:
+            raise DataError(f"a price history of shape (>= {spec.lookback}, n_assets) is "
+                            f"needed for {spec.kind} inputs (window={spec.window}), got "
+                            f"shape {h.shape}.")
+        tail = h[-spec.lookback:]
+        self.n_assets = h.shape[1]
+        self._last = tail[-1].copy()
+        self._raw: np.ndarray | None = None
+        self._cov: np.ndarray | None = None
+        if spec.kind == "risk":
+            self._moments = RollingMoments(spec.window, recompute_every=self.recompute_every)
+            self._moments.start(tail[1:] / tail[:-1] - 1.0)
+        elif spec.kind == "returns":
+            self._ring = tail[1:] / tail[:-1] - 1.0
+            self._head = 0
+        return self
+
+    def push(self, row: np.ndarray, *, check: bool = True) -> None:
+        """Take the next price row, shape (n_assets,) (checked unless ``check=False``)."""
+        row = check_price_row(row, self.n_assets) if check else row
+        r = row / self._last - 1.0
+        self._last = np.array(row, dtype=np.float64)
+        self._raw = self._cov = None
+        if self.spec.kind == "risk":
+            self._moments.push(r, check=False)
+        elif self.spec.kind == "returns":
+            self._ring[self._head] = r
+            self._head = (self._head + 1) % len(self._ring)
+
+    def covariance(self) -> np.ndarray:
+        """The window's Ledoit-Wolf covariance (``risk`` inputs only), shape
+        (n_assets, n_assets); read-only, valid until the next push."""
+        if self.spec.kind != "risk":
+            raise ConfigError(f"{self.spec.kind} inputs keep no covariance.")
+        if self._cov is None:
+            self._cov = self._moments.ledoit_wolf()[0]
+        return self._cov
+
+    def features(self) -> np.ndarray:
+        """The inputs for the latest row, shape (n_features,); valid until the next push."""
+        if self._raw is None:
+            kind = self.spec.kind
+            if kind == "prices":
+                self._raw = self._last.copy()
+            elif kind == "returns":
+                h = self._head
+                self._raw = np.concatenate([self._ring[h:], self._ring[:h]]).reshape(-1)
+            else:
+                self._raw = covariance_features(self.covariance(), self.spec.unconstrained)
+        return self._raw
+
+    @property
+    def moments(self) -> RollingMoments:
+        """The rolling moments behind ``risk`` inputs."""
+        return self._moments
 
 
 class Standardizer:

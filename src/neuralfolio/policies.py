@@ -4,8 +4,13 @@ The same policy objects run in the walk-forward backtest and (later) in the live
 A policy is re-fitted at re-training dates with the prices (and labels) available then, and
 asked for weights in two ways that must agree:
 
-* :meth:`Policy.weights`: one real-time update from a trailing price history (timed);
-* :meth:`Policy.weights_batch`: the same for many dates at once (fast backtests).
+* :meth:`Policy.stepper`: the decision path of the backtest and of the service. A stepper
+  starts from a price history and then takes one price row at a time, updating its state
+  incrementally (rolling moments, Ledoit-Wolf terms, network inputs) and answering the
+  weights for the latest row (:class:`Stepper`);
+* :meth:`Policy.weights`: one update from a trailing price history, computed from scratch
+  (the reference the stepped path is checked against);
+* :meth:`Policy.weights_batch`: the same for many dates at once (research, fast checks).
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from neuralfolio.data import simple_returns
-from neuralfolio.errors import ConfigError
+from neuralfolio.errors import ConfigError, DataError
+from neuralfolio.features import FeatureStepper, check_price_row
 from neuralfolio.nn import NeuralAllocator
 from neuralfolio.nn._train import exclusive_rng, fixed_threads
 from neuralfolio.optimize import OBJECTIVES, Constraints, PortfolioSolver
-from neuralfolio.risk import ledoit_wolf, rolling_covariances, sample_covariance
+from neuralfolio.risk import RollingMoments, ledoit_wolf, rolling_covariances, sample_covariance
 
 __all__ = [
     "BuyAndHold",
     "EqualWeight",
+    "FeatureNetworkStepper",
     "InverseVolatility",
     "MinVariancePolicy",
     "NeuralPolicy",
@@ -33,6 +40,9 @@ __all__ = [
     "Policy",
     "RuntimePolicy",
     "SkfolioPolicy",
+    "Stepper",
+    "WindowStepper",
+    "stepper_for",
 ]
 
 
@@ -68,6 +78,197 @@ class Policy(Protocol):
         """Weights for each of ``dates``, shape (len(dates), n_assets), each from prices
         up to that date only."""
 
+    def stepper(self, history: np.ndarray) -> Stepper:
+        """A :class:`Stepper` started from prices of shape (>= lookback, n_assets); optional
+        (:func:`stepper_for` gives any policy one)."""
+
+
+class Stepper:
+    """A policy's running state between price rows: one decision per row.
+
+    ``stepper = policy.stepper(history)`` starts from a price history (its
+    :meth:`weights` are those of the history's last row); :meth:`push` takes the next
+    price row and updates the state, :meth:`weights` answers for the latest row (computed
+    when first asked, then kept until the next push) and :meth:`step` does both. The
+    walk-forward backtest and the service decide through steppers only.
+
+    Subclasses implement ``_push(row)`` (the row already checked) and ``_weights()``.
+
+    Attributes
+    ----------
+    n_assets : int
+    rows : int
+        Price rows taken since the start.
+    """
+
+    n_assets: int
+    rows: int = 0
+    _w: np.ndarray | None = None
+
+    def push(self, row: np.ndarray, *, check: bool = True) -> None:
+        """Take the next price row, shape (n_assets,).
+
+        Raises
+        ------
+        DataError
+            Wrong length, a non-finite or non-positive price; nothing changes.
+        """
+        row = check_price_row(row, self.n_assets) if check else row
+        self._push(row)
+        self._w = None
+        self.rows += 1
+
+    def weights(self) -> np.ndarray:
+        """Weights for the latest row, shape (n_assets,) (read-only; copy to keep)."""
+        if self._w is None:
+            self._w = self._weights()
+            self._w.flags.writeable = False
+        return self._w
+
+    def step(self, row: np.ndarray, *, check: bool = True) -> np.ndarray:
+        """:meth:`push` then :meth:`weights`."""
+        self.push(row, check=check)
+        return self.weights()
+
+    def _push(self, row: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _weights(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _start(history: np.ndarray, lookback: int) -> np.ndarray:
+    """The last ``lookback`` rows of a price history, checked."""
+    h = np.asarray(history, dtype=np.float64)
+    if h.ndim != 2 or len(h) < lookback:
+        raise DataError(f"a stepper starts from prices of shape (>= {lookback}, n_assets), "
+                        f"got shape {h.shape}.")
+    tail = h[-lookback:]
+    if not (np.isfinite(tail).all() and (tail > 0).all()):
+        raise DataError("the starting price history holds a non-finite or non-positive "
+                        "price; fill or drop it first.")
+    return tail
+
+
+class WindowStepper(Stepper):
+    """Any policy stepped by re-deciding from its trailing window at every row (no
+    incremental state): the stepper of policies that have no faster one.
+
+    Parameters
+    ----------
+    policy : Policy
+    history : ndarray, shape (>= policy.lookback, n_assets)
+    """
+
+    def __init__(self, policy: Policy, history: np.ndarray) -> None:
+        self.policy = policy
+        self._ring = np.array(_start(history, policy.lookback))
+        self.n_assets = self._ring.shape[1]
+        self._head = 0
+
+    def window(self) -> np.ndarray:
+        """The trailing ``lookback`` price rows, oldest first (a copy)."""
+        h = self._head
+        return np.concatenate([self._ring[h:], self._ring[:h]]) if h else self._ring.copy()
+
+    def _push(self, row: np.ndarray) -> None:
+        self._ring[self._head] = row
+        self._head = (self._head + 1) % len(self._ring)
+
+    def _weights(self) -> np.ndarray:
+        return np.asarray(self.policy.weights(self.window()), dtype=np.float64)
+
+
+class _ConstantStepper(Stepper):
+    """Weights that do not depend on prices (1/N, weights fixed at a fit)."""
+
+    def __init__(self, weights: np.ndarray) -> None:
+        self._fixed = np.asarray(weights, dtype=np.float64)
+        self.n_assets = len(self._fixed)
+
+    def _push(self, row: np.ndarray) -> None:
+        pass
+
+    def _weights(self) -> np.ndarray:
+        return self._fixed.copy()
+
+
+class _MomentsStepper(Stepper):
+    """Rolling moments of the trailing returns and a rule on them."""
+
+    def __init__(self, history: np.ndarray, window: int) -> None:
+        tail = _start(history, window + 1)
+        self.n_assets = tail.shape[1]
+        self._last = tail[-1].copy()
+        self.moments = RollingMoments(window).start(tail[1:] / tail[:-1] - 1.0)
+
+    def _push(self, row: np.ndarray) -> None:
+        r = row / self._last - 1.0
+        self._last = np.array(row, dtype=np.float64)
+        self.moments.push(r, check=False)
+
+
+class _InverseVolatilityStepper(_MomentsStepper):
+    def _weights(self) -> np.ndarray:
+        return InverseVolatility._from_vol(np.sqrt(self.moments.variances(ddof=1)))
+
+
+class _OptimizerStepper(_MomentsStepper):
+    """The optimizer on the rolling covariance: a state update per row, a warm-started solve
+    only when weights are asked for (a fallback that is rarely asked costs O(n^2) a row)."""
+
+    def __init__(self, policy: OptimizerPolicy, history: np.ndarray) -> None:
+        super().__init__(history, policy.window)
+        self.cov_kind = policy.cov
+        # Its own solver: a portfolio's warm starts never depend on another's decisions.
+        self.solver = PortfolioSolver(policy.objective, self.n_assets, policy.constraints,
+                                      **policy.options)
+
+    def covariance(self) -> np.ndarray:
+        """The window's covariance estimate, shape (n_assets, n_assets)."""
+        if self.cov_kind == "ledoit_wolf":
+            return self.moments.ledoit_wolf()[0]
+        return self.moments.covariance(ddof=1)
+
+    def _weights(self) -> np.ndarray:
+        # min_variance reads the covariance only; the others read the window too
+        returns = (None if self.solver.objective == "min_variance"
+                   else self.moments.returns())
+        return self.solver.solve(returns, self.covariance())
+
+
+class FeatureNetworkStepper(Stepper):
+    """A network stepped on incrementally updated inputs (:class:`FeatureStepper`).
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    forward : callable
+        Raw inputs, shape (n_features,), to weights, shape (n_assets,).
+    history : ndarray, shape (>= spec.lookback, n_assets)
+    """
+
+    def __init__(self, spec: Any, forward: Any, history: np.ndarray) -> None:
+        self.inputs = FeatureStepper(spec).start(_start(history, spec.lookback))
+        self.forward = forward
+        self.n_assets = self.inputs.n_assets
+
+    def _push(self, row: np.ndarray) -> None:
+        self.inputs.push(row, check=False)
+
+    def features(self) -> np.ndarray:
+        """The raw inputs of the latest row, shape (n_features,)."""
+        return self.inputs.features()
+
+    def _weights(self) -> np.ndarray:
+        return np.asarray(self.forward(self.inputs.features()), dtype=np.float64)
+
+
+def stepper_for(policy: Any, history: np.ndarray) -> Stepper:
+    """``policy.stepper(history)``, or a :class:`WindowStepper` for a policy without one."""
+    make = getattr(policy, "stepper", None)
+    return make(history) if make is not None else WindowStepper(policy, history)
+
 
 def _until(labels: Any, last: pd.Timestamp) -> Any:
     """Labels (a DataFrame or a LabelSet) up to and including ``last``."""
@@ -102,6 +303,9 @@ class _Base:
         rows = [self.weights(tail[: offset + i + 1]) for i in range(len(dates))]
         return pd.DataFrame(rows, index=dates, columns=prices.columns)
 
+    def stepper(self, history: np.ndarray) -> Stepper:
+        return WindowStepper(self, history)
+
 
 def _window_returns(history: np.ndarray, lookback: int) -> np.ndarray:
     """Simple returns of the last ``lookback`` prices, shape (lookback - 1, n_assets)."""
@@ -131,6 +335,12 @@ class _Resolving(_Base):
             return self.weights_.copy()
         return self._solve(history)
 
+    def stepper(self, history: np.ndarray) -> Stepper:
+        if self.resolve == "at_fit":
+            _start(history, 1)
+            return _ConstantStepper(self.weights_)
+        return WindowStepper(self, history)
+
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         if self.resolve == "at_fit":
             return pd.DataFrame(np.tile(self.weights_, (len(dates), 1)), index=dates,
@@ -148,6 +358,9 @@ class EqualWeight(_Base):
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         n = prices.shape[1]
         return pd.DataFrame(1.0 / n, index=dates, columns=prices.columns)
+
+    def stepper(self, history: np.ndarray) -> Stepper:
+        return _ConstantStepper(self.weights(_start(history, 1)))
 
 
 class BuyAndHold(EqualWeight):
@@ -188,6 +401,9 @@ class InverseVolatility(_Base):
         windows = sliding_window_view(returns, self.window, axis=0)  # (dates, assets, window)
         return pd.DataFrame(self._from_vol(windows.std(axis=-1, ddof=1)), index=dates,
                             columns=prices.columns)
+
+    def stepper(self, history: np.ndarray) -> Stepper:
+        return _InverseVolatilityStepper(history, self.window)
 
 
 class SkfolioPolicy(_Resolving):
@@ -295,6 +511,11 @@ class OptimizerPolicy(_Resolving):
             returns)
         return self._solver(returns.shape[1]).solve(returns, cov)
 
+    def stepper(self, history: np.ndarray) -> Stepper:
+        if self.resolve == "at_fit":
+            return super().stepper(history)
+        return _OptimizerStepper(self, history)
+
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         if self.resolve == "at_fit":
             return super().weights_batch(prices, dates)
@@ -381,6 +602,7 @@ class NeuralPolicy(_Base):
             prices = prices.iloc[-(self.refit_recent + self.lookback):]
         # The same fit in the main process, a process worker or a thread: fixed PyTorch
         # threads, and the seeded global generator to itself while it initializes and trains.
+        self._forward_ = None  # the network changes: export it again when next stepped
         with fixed_threads(), exclusive_rng():
             self.allocator.fit(prices, labels if self.needs_labels else None,
                                warm_start=self.fine_tune,
@@ -392,6 +614,26 @@ class NeuralPolicy(_Base):
     def weights(self, history: np.ndarray) -> np.ndarray:
         with fixed_threads():
             return self.allocator.predict_latest(history)
+
+    def _forward(self) -> Any:
+        """Raw inputs -> weights of the fitted network: its NumPy runtime (the code the
+        service runs) when it has one, else the PyTorch module."""
+        fwd = getattr(self, "_forward_", None)
+        if fwd is None:
+            try:
+                fwd = self.allocator.to_numpy_runtime().predict_features
+            except ConfigError:  # no NumPy version (sequence networks, cash heads)
+                alloc = self.allocator
+
+                def fwd(raw: np.ndarray) -> np.ndarray:
+                    with fixed_threads():
+                        return alloc._forward(raw[None, :])[0]
+            self._forward_ = fwd
+        return fwd
+
+    def stepper(self, history: np.ndarray) -> Stepper:
+        self.allocator._require_fitted()
+        return FeatureNetworkStepper(self.allocator.features, self._forward(), history)
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         with fixed_threads():
@@ -419,6 +661,14 @@ class RuntimePolicy(_Base):
 
     def weights(self, history: np.ndarray) -> np.ndarray:
         return self.runtime.predict_latest(history)
+
+    def stepper(self, history: np.ndarray) -> Stepper:
+        h = np.asarray(history, dtype=np.float64)
+        rt = self.runtime
+        if h.ndim != 2 or (h.shape[1] != len(rt.assets) and not rt.asset_agnostic):
+            raise DataError(f"the model allocates {len(rt.assets)} assets; a history of "
+                            f"shape (dates, {len(rt.assets)}) is needed, got {h.shape}.")
+        return FeatureNetworkStepper(rt.features, rt.predict_features, h)
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         from neuralfolio.features import make_features

@@ -56,6 +56,8 @@ def ledoit_wolf(returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     beta = np.minimum(beta, delta)
     with np.errstate(invalid="ignore", divide="ignore"):
         shrinkage = np.where(beta > 0, beta / np.where(delta > 0, delta, 1.0), 0.0)
+    if n_assets == 1:  # nothing to shrink (scikit-learn's convention)
+        shrinkage = np.zeros_like(shrinkage)
     eye = np.eye(n_assets)
     s = shrinkage[..., None, None]
     covariance = (1.0 - s) * sample + s * mu[..., None, None] * eye
