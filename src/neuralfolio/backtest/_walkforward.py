@@ -18,7 +18,7 @@ from neuralfolio.data import require_history, simple_returns
 from neuralfolio.errors import ConfigError, DataError
 from neuralfolio.nn._train import fixed_threads
 from neuralfolio.optimize._parallel import parallel_chunks, workers
-from neuralfolio.policies import Policy
+from neuralfolio.policies import Policy, stepper_for
 
 __all__ = ["RETRAIN_CALENDARS", "retrain_starts", "walk_forward"]
 
@@ -70,9 +70,10 @@ def walk_forward(
     At each re-training date tau (the first test date, then every ``retrain_every`` test
     dates or at the start of each calendar period) each policy is fitted on the prices and
     labels of its training window, which ends ``purge`` dates before tau. It then decides
-    target weights at the close of each date t of the block, from prices up to t; those
-    weights earn the returns of t+1 (through the trading simulator). Nothing after t is
-    visible to a decision at t.
+    target weights at the close of each date t of the block, from prices up to t, through
+    its stepper (:meth:`~neuralfolio.policies.Policy.stepper`: started on tau, then one
+    price row at a time, as the service decides); those weights earn the returns of t+1
+    (through the trading simulator). Nothing after t is visible to a decision at t.
 
     Parameters
     ----------
@@ -98,8 +99,9 @@ def walk_forward(
     execution : Execution, optional
         Rebalancing rule, costs and cash rate (default: daily, free, no interest).
     timed_updates : int
-        Dates per block on which one single update per policy is timed (after one untimed
-        warm-up call) and compared with the batch weights.
+        Dates per block on which the stepped decision is compared with the same decision
+        computed from scratch (``policy.weights`` on the trailing window; the largest
+        difference is ``path_gap``). Every stepped update is timed (``update_seconds``).
     n_jobs : int
         Workers (-1: every core). Policies run in parallel; the blocks of a policy that
         carries no state from one fit to the next (``carries_state`` false: optimizers,
@@ -250,19 +252,24 @@ def _blocks(schedule: _Schedule, name: str, template: Policy,
         t0 = time.perf_counter()
         policy.fit(seen, seen_labels if policy.needs_labels else None)
         out["fit_seconds"].append(time.perf_counter() - t0)
-        w = policy.weights_batch(prices.loc[: block[-1]], block)
+        # The decision path of the service: a stepper started on the block's first date,
+        # then one price row at a time; every step is timed.
+        first = int(idx.get_loc(block[0]))
+        stepper = stepper_for(policy, values[first + 1 - policy.lookback : first + 1])
+        rows = np.empty((len(block), values.shape[1]))
+        rows[0] = stepper.weights()
+        for i in range(1, len(block)):
+            row = values[first + i]
+            t0 = time.perf_counter()
+            rows[i] = stepper.step(row, check=False)
+            out["update_seconds"].append(time.perf_counter() - t0)
+        w = pd.DataFrame(rows, index=block, columns=prices.columns)
+        # Checked against the same decision made from scratch on a few dates.
         timed = np.unique(np.linspace(0, len(block) - 1, min(schedule.timed_updates,
                                                              len(block)), dtype=int))
-        # One untimed call first, as a running service is warm (lazy caches filled).
-        first = int(idx.get_loc(block[0]))
-        policy.weights(values[first + 1 - policy.lookback : first + 1])
         for i in timed:
-            row = int(idx.get_loc(block[i]))
-            history = values[row + 1 - policy.lookback : row + 1]
-            t0 = time.perf_counter()
-            single = policy.weights(history)
-            out["update_seconds"].append(time.perf_counter() - t0)
-            gap = float(np.abs(single - w.iloc[i].to_numpy()).max())
+            history = values[first + i + 1 - policy.lookback : first + i + 1]
+            gap = float(np.abs(policy.weights(history) - rows[i]).max())
             out["path_gap"] = max(out["path_gap"], gap)
         out["weights"].append(w)
         if tick is not None:
