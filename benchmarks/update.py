@@ -1,7 +1,11 @@
 """One weight update from prices: network vs the optimizer it replaces, in the same run.
 
 Measures, on the bundled sp500 data (20 assets, 126-day windows), the median time of
-  * the neural policies' update (Ledoit-Wolf risk inputs + NumPy forward pass), for the
+  * the stepped updates (tick -> weights) of the network policies and of the optimizer:
+    the decision path of the walk-forward and the service (rolling moments updated in
+    O(n^2), then the NumPy forward pass, or a warm-started OSQP solve on the rolling
+    Ledoit-Wolf covariance),
+  * the neural policies' update from scratch (Ledoit-Wolf risk inputs + NumPy forward pass), for the
     attention network (the run default) and the dense network,
   * the same updates through the PyTorch modules instead,
   * the optimizer re-solved by neuralfolio's warm-started OSQP problem,
@@ -49,6 +53,18 @@ def _median_us(fn, histories) -> float:
     return statistics.median(times) * 1e6
 
 
+def _stepped_us(policy, values, start: int, n: int) -> float:
+    """Median time of ``n`` stepped updates (one new price row -> weights)."""
+    st = policy.stepper(values[: start + 1])
+    st.step(values[start + 1])
+    times = []
+    for r in range(start + 2, start + 2 + n):
+        t0 = time.perf_counter()
+        st.step(values[r % len(values)])
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
@@ -82,6 +98,12 @@ def main() -> None:
 
     skf = MeanRisk(prior_estimator=EmpiricalPrior(covariance_estimator=LedoitWolf()))
     results = {}
+    start = train_end
+    for name, model in models.items():
+        results[f"{name} network, stepped update (tick -> weights)"] = _stepped_us(
+            NeuralPolicy(model), values, start, args.repeats)
+    results["optimizer, stepped update (warm OSQP on the rolling covariance)"] = _stepped_us(
+        MinVariancePolicy(126), values, start, args.repeats)
     for name, model in models.items():
         results[f"{name} network update (NumPy forward)"] = _median_us(
             NeuralPolicy(model).weights, histories)
@@ -109,6 +131,9 @@ def main() -> None:
     big_histories = [big[r - 126 : r + 1] for r in range(126, 126 + args.repeats)]
     attention = NeuralPolicy(models["attention"])
     large = {
+        "attention network, stepped update": _stepped_us(attention, big, 126, args.repeats - 2),
+        "optimizer, stepped update (warm OSQP)": _stepped_us(MinVariancePolicy(126), big, 126,
+                                                             args.repeats - 2),
         "attention network update (NumPy forward)": _median_us(attention.weights, big_histories),
         "optimizer update (warm OSQP)": _median_us(MinVariancePolicy(126).weights,
                                                    big_histories),
