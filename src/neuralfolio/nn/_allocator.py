@@ -37,10 +37,11 @@ from neuralfolio.nn._models import (
     label_constraints,
     network_from_config,
 )
-from neuralfolio.nn._network import DenseAllocator, numpy_forward
+from neuralfolio.nn._network import DenseAllocator
 from neuralfolio.nn._train import TrainHistory, train_network
 from neuralfolio.optimize import Constraints, LabelSet, scenario_labels
 from neuralfolio.optimize._scenarios import COVARIANCE_ONLY
+from neuralfolio.scratch.runtime import DenseForward
 
 if TYPE_CHECKING:
     from neuralfolio.scratch.runtime import NumpyAllocator
@@ -466,7 +467,7 @@ class NeuralAllocator:
         raw = latest_features(history, self.features)
         net = self.network_
         if isinstance(net, DenseAllocator) and net.numpy_ready:
-            return numpy_forward(self._layers(), self._scale(raw), **net.numpy_prior())
+            return self._dense_plan()(raw)
         if isinstance(net, AssetAttentionAllocator) and net.numpy_ready:
             return net.numpy_forward(raw)
         return self._forward(raw[None, :])[0]
@@ -513,6 +514,18 @@ class NeuralAllocator:
         if self._numpy_layers is None:
             self._numpy_layers = self.network_.to_numpy()
         return self._numpy_layers
+
+    def _dense_plan(self) -> DenseForward:
+        """The dense network and input scaler compiled for single updates; rebuilt
+        whenever ``_layers()`` is (fit and load reset it)."""
+        layers = self._layers()
+        cached = getattr(self, "_numpy_plan", None)
+        if cached is None or cached[0] is not layers:
+            scaler = (None if self.scaler_ is None
+                      else (self.scaler_.mean_, self.scaler_.scale_))
+            cached = self._numpy_plan = (
+                layers, DenseForward(layers, **self.network_.numpy_prior(), scaler=scaler))
+        return cached[1]
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:

@@ -20,8 +20,8 @@ from torch import nn
 from neuralfolio.errors import ConfigError
 from neuralfolio.nn._heads import AllocationHead, SoftmaxHead
 from neuralfolio.nn._network import head_spec, numpy_head_ready
+from neuralfolio.scratch.runtime import AttentionForward
 from neuralfolio.scratch.runtime import assets_in as _assets_in
-from neuralfolio.scratch.runtime import attention_forward
 from neuralfolio.scratch.runtime import tokens as _tokens
 
 __all__ = ["AssetAttentionAllocator", "split_risk_features"]
@@ -170,9 +170,11 @@ class AssetAttentionAllocator(nn.Module):
         if not self.numpy_ready:
             raise ConfigError(f"head {self.head.name!r} (cash={self.head.cash}) has no NumPy "
                               "version; run the network with PyTorch.")
-        if getattr(self, "_np", None) is None:
-            self._np = self._numpy_params()
-        return attention_forward(self._np, self.config(), head_spec(self.head), x)
+        plan = getattr(self, "_np", None)
+        if plan is None:  # compiled once; train() drops it
+            plan = self._np = AttentionForward(self._numpy_params(), self.config(),
+                                               head_spec(self.head))
+        return plan(x)
 
     def _numpy_params(self) -> dict[str, np.ndarray]:
         """float64 parameters, linear weights as (in, out); the affine part of a layer norm
@@ -192,7 +194,7 @@ class AssetAttentionAllocator(nn.Module):
         return p
 
     def train(self, mode: bool = True) -> AssetAttentionAllocator:
-        self._np = None  # parameters may change: rebuild the NumPy copy when next needed
+        self._np = None  # parameters may change: rebuild the NumPy plan when next needed
         return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,19 @@ two within 1e-6), and saves to / loads from ``runtime.safetensors`` + ``runtime.
 
 Make one with :meth:`neuralfolio.nn.NeuralAllocator.to_numpy_runtime` (dense and attention
 networks with a softmax, simplex or long/short head). The forward passes here are the only
-NumPy implementations of those networks: ``neuralfolio.nn`` calls them too.
+NumPy implementations of those networks, in two forms: :func:`dense_forward`,
+:func:`attention_forward` and :func:`head_weights` are the readable reference;
+:class:`DenseForward`, :class:`AttentionForward` and :class:`HeadForward` compile a network
+once into a few NumPy calls per layer on preallocated buffers (within 1e-12 of the
+reference), which is what :class:`NumpyAllocator` and ``neuralfolio.nn``'s single updates
+run.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,9 @@ from neuralfolio.scratch._activations import relu, softmax
 
 __all__ = [
     "ACTIVATIONS",
+    "AttentionForward",
+    "DenseForward",
+    "HeadForward",
     "NumpyAllocator",
     "assets_in",
     "attention_forward",
@@ -236,6 +245,597 @@ def attention_forward(p: dict[str, np.ndarray], arch: dict[str, Any], head: dict
     return w[0] if single else w
 
 
+# ------------------------------------------------------------------- compiled plans
+# The functions above are the readable reference. The plans below compute the same
+# weights (tests hold them within 1e-12) as few NumPy calls as the math allows: one
+# weight update runs a few dozen calls on preallocated, per-thread buffers, each with
+# everything that does not depend on the inputs folded into its weights at construction.
+
+_MAX_WORKSPACES = 4  # single-row workspaces kept per thread (one per number of assets)
+
+
+class _Plan:
+    """Shared by the plans: per-thread single-row workspaces, pickling without them."""
+
+    def _init_cache(self) -> None:
+        self._local = threading.local()
+        self._sized_cache: dict[int, Any] = {}
+
+    def _single(self, n: int) -> Any:
+        """The single-row workspace for ``n`` assets of this thread (built once)."""
+        try:
+            return self._local.ws[n]
+        except AttributeError:
+            self._local.ws = {}
+        except KeyError:
+            pass
+        cache = self._local.ws
+        if len(cache) >= _MAX_WORKSPACES:
+            cache.pop(next(iter(cache)))
+        ws = cache[n] = self._workspace(n, ())
+        return ws
+
+    def _workspace(self, n: int, lead: tuple[int, ...]) -> Any:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_local", None)
+        state.pop("_sized_cache", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_cache()
+
+
+class HeadForward:
+    """A head as a few NumPy calls: softmax, simplex (sparsemax) or long/short.
+
+    Parameters
+    ----------
+    head : dict
+        ``{"name", **config}`` as for :func:`head_weights` (no cash).
+
+    Notes
+    -----
+    ``__call__(z)`` maps raw scores of shape (n_assets,) or (batch, n_assets) to a new array
+    of weights of the same shape. The simplex threshold is ``tau = max_k (S_k - 1) / k``
+    over the prefix sums ``S_k`` of the sorted scores (the prefix average rises up to the
+    support size and falls after it), so no support count is needed. The long/short
+    ``alpha`` is ``1 / max(1, max_k r_k)`` with ``r_k = -2 D_k / (slack + 2 k |net| / n)``:
+    ``D_k`` are the prefix sums of the sorted demeaned scores (on the side against ``net``),
+    each ``1 / r_k`` the leverage root on the piece where those ``k`` assets are short.
+    """
+
+    def __init__(self, head: dict[str, Any]) -> None:
+        name = head.get("name")
+        if name not in NUMPY_HEADS or head.get("cash", False):
+            raise ConfigError(f"head {name!r} (cash={head.get('cash', False)}) has no NumPy "
+                              f"version; NumPy heads: {', '.join(NUMPY_HEADS)} without cash.")
+        self.name = name
+        self.inv_temperature = 1.0 / float(head.get("temperature", 1.0))
+        self._inv_t = np.array(self.inv_temperature)
+        self.gross = float(head.get("gross_leverage", 1.0))
+        self.net = float(head.get("net", 1.0))
+        self._consts: dict[int, np.ndarray] = {}
+        self._call = {"softmax": self._softmax, "simplex": self._simplex,
+                      "long_short": self._long_short}[name]
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        return self._call(z)
+
+    def _const(self, n: int) -> np.ndarray:
+        c = self._consts.get(n)
+        if c is None:
+            k = np.arange(1.0, n + 1.0)
+            if self.name == "long_short":
+                side = 1.0 if self.net >= 0 else -1.0
+                num = (self.gross - abs(self.net)) + 2.0 * k * abs(self.net) / n
+                c = -2.0 * side / num
+            else:
+                c = 1.0 / k
+            c = self._consts[n] = c
+        return c
+
+    def _softmax(self, z: np.ndarray) -> np.ndarray:
+        e = np.subtract(z, np.maximum.reduce(z, axis=-1, keepdims=True))
+        if self.inv_temperature != 1.0:
+            np.multiply(e, self._inv_t, e)
+        np.exp(e, e)
+        return np.divide(e, np.add.reduce(e, axis=-1, keepdims=True), e)
+
+    def _simplex(self, z: np.ndarray) -> np.ndarray:
+        s = np.sort(z, axis=-1)
+        if z.ndim == 1:
+            s[-1] -= 1.0  # prefix sums of the descending scores, minus one
+            c = np.add.accumulate(s[::-1])
+            np.multiply(c, self._const(len(z)), c)
+            tau = np.maximum.reduce(c)
+            w = np.subtract(z, tau)
+            return np.fmax(w, _ZERO, w) if tau == tau else w  # NaN scores stay NaN
+        s[..., -1] -= 1.0
+        c = np.add.accumulate(s[..., ::-1], axis=-1)
+        np.multiply(c, self._const(z.shape[-1]), c)
+        w = np.subtract(z, np.maximum.reduce(c, axis=-1, keepdims=True))
+        return np.maximum(w, _ZERO, out=w)
+
+    def _long_short(self, z: np.ndarray) -> np.ndarray:
+        n = z.shape[-1]
+        d = np.subtract(z, np.add.reduce(z, axis=-1, keepdims=True) / n)
+        s = np.sort(d, axis=-1)
+        r = np.add.accumulate(s if self.net >= 0 else s[..., ::-1], axis=-1)
+        np.multiply(r, self._const(n), r)
+        den = np.fmax(np.maximum.reduce(r, axis=-1, keepdims=True), _ONE)  # NaN stays in d
+        np.divide(d, den, d)
+        return np.add(d, self.net / n, d)
+
+
+# gelu(z) = g(a z) * k: the input scale a goes into the linear layer before, k into the one
+# after, and g is six calls, either g(y) = y / (1 + exp(y (b + y^2))) (a < 0; exp is about
+# twice as fast as tanh, used where the weights keep its argument below _EXP_SAFE) or
+# g(y) = y (1 + tanh(y (b + y^2))) (a > 0; any input).
+_GELU_EXP_A = -((2.0 * _GELU_C * 0.044715) ** (1.0 / 3.0))
+_GELU_TANH_A = (_GELU_C * 0.044715) ** (1.0 / 3.0)
+_GELU = {"exp": (_GELU_EXP_A, np.array(-2.0 * _GELU_C / _GELU_EXP_A), 1.0 / _GELU_EXP_A),
+         "tanh": (_GELU_TANH_A, np.array(_GELU_C / _GELU_TANH_A), 0.5 / _GELU_TANH_A)}
+_EXP_SAFE = 700.0
+_ONE, _ZERO = np.array(1.0), np.array(0.0)
+
+
+def _gelu_into(y: np.ndarray, t: np.ndarray, out: np.ndarray, form: str) -> None:
+    np.multiply(y, y, t)
+    np.add(t, _GELU[form][1], t)
+    np.multiply(t, y, t)
+    if form == "exp":
+        np.exp(t, t)
+        np.add(t, _ONE, t)
+        np.divide(y, t, out)
+    else:
+        np.tanh(t, t)
+        np.add(t, _ONE, t)
+        np.multiply(t, y, out)
+
+
+def _gelu_form(w: np.ndarray, b: np.ndarray, norm: float) -> str:
+    """The GELU form for inputs ``u @ w + b`` with ``|u| <= norm``: "exp" when its exp
+    cannot overflow, else "tanh"."""
+    y = abs(_GELU_EXP_A) * (norm * np.linalg.norm(w, axis=0) + np.abs(b))
+    top = float(np.max(y * (float(_GELU["exp"][1]) + y * y), initial=0.0))
+    return "exp" if top < _EXP_SAFE else "tanh"
+
+
+def _center(w: np.ndarray) -> np.ndarray:
+    """``w`` followed by the projection that removes the mean over its outputs."""
+    return np.ascontiguousarray(w - w.mean(axis=-1, keepdims=True))
+
+
+def _c(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+class _Ns:
+    """A workspace: buffers and views of them, as attributes."""
+
+
+class AttentionForward(_Plan):
+    """The asset-attention network compiled into a few dozen NumPy calls.
+
+    Parameters
+    ----------
+    p, arch, head
+        As for :func:`attention_forward` (parameters from
+        ``AssetAttentionAllocator._numpy_params``).
+
+    Notes
+    -----
+    ``__call__(x)`` maps raw risk features of shape (n_features,) or (batch, n_features),
+    for any number of assets, to weights of shape (n_assets,) or (batch, n_assets), the
+    same as :func:`attention_forward`. What construction folds:
+
+    * The residual stream is kept centred over its features: every layer that writes to
+      it has the centring projection folded in, so a layer norm is one ``vecdot``, one
+      ``sqrt`` and one division. The stream buffer is ``[h | kappa | s]``:
+      ``kappa = sqrt(d eps)`` makes ``vecdot`` give ``|h|^2 + d eps`` and ``s`` its root,
+      so dividing the whole buffer by ``s`` gives the normalized row with a last column
+      of ones, which carries the next layer's bias; ``sqrt(d)`` goes into its weights.
+      Layer outputs land in a buffer shaped like the stream with two zero columns, so
+      each residual update is one contiguous addition.
+    * ``1/sqrt(d_head)`` is in the query weights. Terms that do not change a softmax over
+      the keys are dropped (key bias, pair-bias bias), and the value bias moves into the
+      output bias (attention rows sum to one). The values carry a column of ones, so the
+      product with the unnormalized attention gives its row sums too. An all-zero extra
+      key row makes the scores ``(n_heads, n, n + 1)``, the layout of the correlation
+      biases, which for every layer and head come from one product with
+      ``[C | 1; C*C | 1]``.
+    * One ``take`` builds the correlation matrix and the token inputs (log-volatility,
+      mean and spread of the correlations, ``n u``) as rows read through one strided
+      view; their scalings, which depend on the number of assets as does the ``1/n`` of
+      the propagation step, are folded per ``n`` and cached.
+    * Attention scores are bounded by the weights alone (a normalized row has norm at
+      most ``sqrt(d)`` and correlations lie in [-1, 1]): when that bound keeps ``exp``
+      in range the row maximum is not subtracted (inputs whose correlations exceed 1
+      take the subtracting path). GELU's constants are in the layers around it, and it
+      runs on ``exp`` where the weights bound its argument, else on ``tanh``.
+    * The score bias is dropped (the heads do not change under a common shift) and a
+      softmax temperature is folded into the score weights.
+
+    Single rows run on per-thread buffers (no batch dimension, ``out=`` everywhere);
+    batches run the same calls on buffers made for the call.
+    """
+
+    def __init__(self, p: dict[str, np.ndarray], arch: dict[str, Any],
+                 head: dict[str, Any]) -> None:
+        p = {k: np.asarray(v, dtype=np.float64) for k, v in p.items()}
+        d, nh = int(arch["d_model"]), int(arch["n_heads"])
+        dh, nl = d // nh, int(arch["n_layers"])
+        self.d, self.n_heads, self.d_head, self.n_layers = d, nh, dh, nl
+        self.unconstrained = bool(arch["unconstrained"])
+        self.prior = bool(arch["prior"])
+        softmax_head = head.get("name") == "softmax"
+        self.head = HeadForward({**head, "temperature": 1.0} if softmax_head else head)
+        self._inv_t = 1.0 / float(head.get("temperature", 1.0)) if softmax_head else 1.0
+        sd = math.sqrt(d)
+        self._kappa = math.sqrt(d * 1e-5)
+        self._widths: dict[int, int] = {}
+
+        # Embedding: first-layer rows in token order (log_vol, mean corr, spread, n u); the
+        # per-n scalings are applied in _sized.
+        a, _, k = _GELU["tanh"]  # token inputs are unbounded
+        self._we0 = p["embed.0.weight"] * a
+        self._be0 = p["embed.0.bias"] * a
+        self._we2 = _center(np.vstack([p["embed.2.weight"] * k, p["embed.2.bias"]]))
+
+        layers, pair, self._exact_softmax = [], [], []
+        for i in range(nl):
+            q = f"blocks.{i}."
+            w, b = p[q + "qkv.weight"], p[q + "qkv.bias"]
+            wq, wk, wv = w[:, :d] / math.sqrt(dh), w[:, d:2 * d], w[:, 2 * d:]
+            bq, bv = b[:d] / math.sqrt(dh), b[2 * d:]
+            qkv = np.zeros((d + 2, 2 * d + nh * (dh + 1)))
+            qkv[:d, :d], qkv[:d, d:2 * d], qkv[d + 1, :d] = sd * wq, sd * wk, bq
+            for h in range(nh):
+                c0 = 2 * d + h * (dh + 1)
+                qkv[:d, c0:c0 + dh] = sd * wv[:, h * dh:(h + 1) * dh]
+                qkv[d + 1, c0 + dh] = 1.0  # the ones column: row sums of the attention
+            wo, bo = p[q + "attn_out.weight"], p[q + "attn_out.bias"]
+            out = _center(np.vstack([wo, bv @ wo + bo]))
+            wp, g2, b2 = p[q + "propagate.weight"], p[q + "norm2.weight"], p[q + "norm2.bias"]
+            prop = _center(np.vstack([sd * g2[:, None] * wp, np.zeros((1, d)),
+                                      (b2 @ wp)[None]]))
+            w0, b0 = p[q + "ff.0.weight"], p[q + "ff.0.bias"]
+            form = _gelu_form(w0, b0, sd)
+            a, _, k = _GELU[form]
+            ff0 = np.vstack([sd * a * w0, np.zeros((1, 2 * d)), a * b0[None]])
+            ff3 = _center(np.vstack([p[q + "ff.3.weight"] * k, p[q + "ff.3.bias"]]))
+            pb = p[q + "pair_bias.weight"]  # (2, n_heads)
+            pair.append(pb.T)
+            # |q.k| <= (sqrt(d) |Wq_h| + |bq_h|) sqrt(d) |Wk_h|; |corr| <= 1.01 is checked.
+            bound = max(
+                (sd * np.linalg.norm(wq[:, h * dh:(h + 1) * dh], 2)
+                 + np.linalg.norm(bq[h * dh:(h + 1) * dh]))
+                * sd * np.linalg.norm(wk[:, h * dh:(h + 1) * dh], 2)
+                + 1.01 * abs(pb[0, h]) + 1.0201 * abs(pb[1, h]) for h in range(nh))
+            self._exact_softmax.append(bool(bound >= 600.0))
+            layers.append((_c(qkv), out, prop, _center(p[q + "propagate.bias"]), _c(ff0),
+                           ff3, form))
+        self._layers = layers
+        self._pair = _c(np.vstack(pair))  # (n_layers * n_heads, 2)
+        self._score = _c(sd * self._inv_t * p["score.weight"][:, 0])
+        self._init_cache()
+
+    # ----------------------------------------------------------------- per n
+    def n_assets(self, m: int) -> int:
+        """The number of assets whose risk features have width ``m`` (cached)."""
+        n = self._widths.get(m)
+        if n is None:
+            n = self._widths[m] = assets_in(m, self.unconstrained)
+        return n
+
+    def _sized(self, n: int) -> tuple:
+        s = self._sized_cache.get(n)
+        if s is not None:
+            return s
+        unc, den = self.unconstrained, max(n - 1, 1)
+        we0, be0 = self._we0, self._be0
+        # token rows: [n u] (unconstrained), a, D b (unused), spread, ones, log_vol
+        rows = ([we0[3] * n] if unc else []) + [we0[1] / den, np.zeros_like(be0),
+                                                 we0[2] / den, be0, we0[0]]
+        vecs = np.ones((2, n + 1, 1))
+        vecs[:, n] = -1.0
+        vecs[1] *= den
+        props = [_c(layer[2] / n) for layer in self._layers]
+        s = self._sized_cache[n] = (_c(np.vstack(rows)), vecs, props)
+        return s
+
+    def _workspace(self, n: int, lead: tuple[int, ...]) -> _Ns:
+        d, nh, dh, nl = self.d, self.n_heads, self.d_head, self.n_layers
+        we0, vecs, props = self._sized(n)
+        nu = n if self.unconstrained else 0
+        rows, cols = _upper(n)
+        n_pairs = len(rows)
+        m = n + n_pairs + nu
+        k_tok = nu // n + 5 if n else 5
+        w = _Ns()
+        w.vecs, w.props, w.we0 = vecs, props, we0
+        # src = [x | 1]; big = [u | a | D b | spread | ones | log_vol | C | 1 | C*C | 1]:
+        # one take fills the token rows (a, D b and spread with ones, overwritten below)
+        # and [C | 1]; the rest is computed from them.
+        w.src = np.ones((*lead, m + 1))
+        w.x = w.src[..., :m]
+        t0 = k_tok * n
+        big = np.empty((*lead, t0 + 2 * n * (n + 1)))
+        idx = np.full(t0 + n * (n + 1), m, dtype=np.intp)
+        if nu:
+            idx[:n] = np.arange(m - n, m)
+        idx[t0 - n:t0] = np.arange(n)
+        cmat = idx[t0:].reshape(n, n + 1)
+        cmat[rows, cols] = cmat[cols, rows] = n + np.arange(n_pairs)
+        if lead:
+            idx = idx + (np.arange(lead[0]) * (m + 1))[:, None]
+        w.idx = idx
+        w.filled = big[..., :t0 + n * (n + 1)]
+        w.u = big[..., :nu]
+        w.ab = big[..., nu:nu + 2 * n].reshape((*lead, 2, n, 1))
+        w.a, w.b = big[..., nu:nu + n], big[..., nu + n:nu + 2 * n]
+        w.spread = big[..., nu + 2 * n:nu + 3 * n]
+        w.tokens = big[..., :t0].reshape((*lead, k_tok, n)).swapaxes(-1, -2)
+        w.cc = cc = big[..., t0:].reshape((*lead, 2, n, n + 1))
+        w.c_aug, w.c2 = cc[..., 0, :, :], cc[..., 1, :, :]
+        w.cc_flat = cc.reshape((*lead, 2, n * (n + 1)))
+        w.bias = np.empty((*lead, nl * nh, n * (n + 1)))
+        b5 = w.bias.reshape((*lead, nl, nh, n, n + 1))
+        w.bias_l = [b5[..., i, :, :, :] for i in range(nl)]
+        w.e0, w.t0 = np.empty((*lead, n, d)), np.empty((*lead, n, d))
+        w.g_aug = np.ones((*lead, n, d + 1))
+        w.g = w.g_aug[..., :d]
+        # residual stream [h | kappa | s], layer outputs [o | 0 | 0] and the normalized
+        # stream [h/s | kappa/s | 1] with a zero row: the extra key of the scores.
+        w.h_aug = np.zeros((*lead, n, d + 2))
+        w.h_aug[..., d] = self._kappa
+        w.h, w.hk = w.h_aug[..., :d], w.h_aug[..., :d + 1]
+        w.s, w.s_col = w.h_aug[..., d + 1], w.h_aug[..., d + 1:]
+        w.o_aug = np.zeros((*lead, n, d + 2))
+        w.o = w.o_aug[..., :d]
+        w.hn1 = np.zeros((*lead, n + 1, d + 2))
+        w.hn = w.hn1[..., :n, :]
+        w.qkv = qkv = np.empty((*lead, n + 1, 2 * d + nh * (dh + 1)))
+        k = len(lead)
+        w.q = qkv[..., :n, :d].reshape((*lead, n, nh, dh)).swapaxes(-3, -2)
+        w.kt = qkv[..., d:2 * d].reshape((*lead, n + 1, nh, dh)).transpose(
+            *range(k), k + 1, k + 2, k)
+        w.v = qkv[..., :n, 2 * d:].reshape((*lead, n, nh, dh + 1)).swapaxes(-3, -2)
+        w.scores = np.empty((*lead, nh, n, n + 1))
+        w.att_in = w.scores[..., :n]
+        w.av = np.empty((*lead, nh, n, dh + 1))
+        w.av_num, w.av_den = w.av[..., :dh], w.av[..., dh:]
+        w.a_aug = np.ones((*lead, n, d + 1))
+        w.att = w.a_aug[..., :d].reshape((*lead, n, nh, dh)).swapaxes(-3, -2)
+        w.y_aug = np.empty((*lead, nl, n + 1, d))
+        for i, layer in enumerate(self._layers):
+            w.y_aug[..., i, n, :] = layer[3]
+        w.y_l = [(w.y_aug[..., i, :, :], w.y_aug[..., i, :n, :]) for i in range(nl)]
+        w.ff, w.tf = np.empty((*lead, n, 2 * d)), np.empty((*lead, n, 2 * d))
+        w.f_aug = np.ones((*lead, n, 2 * d + 1))
+        w.f = w.f_aug[..., :2 * d]
+        w.z = np.empty((*lead, n))
+        w.zu = np.empty((*lead, n)) if self._inv_t != 1.0 else None
+        return w
+
+    # ----------------------------------------------------------------- forward
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Weights from raw risk features.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_features,) or (batch, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_assets,) or (batch, n_assets)
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            w = self._single(self.n_assets(x.shape[0]))
+        elif x.ndim == 2:
+            n = self.n_assets(x.shape[1])
+            if not len(x):
+                return np.empty((0, n))
+            w = self._workspace(n, (len(x),))
+        else:
+            raise ConfigError(f"risk features have shape (n_features,) or (batch, "
+                              f"n_features), got {x.shape}.")
+        return self._run(w, x)
+
+    def _run(self, w: _Ns, x: np.ndarray) -> np.ndarray:
+        mm, add, div, vecdot, sqrt = np.matmul, np.add, np.divide, np.vecdot, np.sqrt
+        np.copyto(w.x, x)
+        np.take(w.src, w.idx, out=w.filled, mode="clip")
+        np.multiply(w.c_aug, w.c_aug, w.c2)
+        mm(w.cc, w.vecs, w.ab)  # a: off-diagonal row sums of C; D b: of C*C
+        sp = w.spread
+        np.multiply(w.a, w.a, sp)
+        np.subtract(w.b, sp, sp)
+        np.fmax(sp, _ZERO, sp)  # rounding can take it below 0; NaN inputs still reach C
+        sqrt(sp, sp)
+        mm(self._pair, w.cc_flat, w.bias)
+        in_range = np.maximum.reduce(w.c2, axis=None) <= 1.0201
+        mm(w.tokens, w.we0, w.e0)
+        _gelu_into(w.e0, w.t0, w.g, "tanh")
+        mm(w.g_aug, self._we2, out=w.h)
+        hk, s, s_col, hn, h_aug, o, o_aug = w.hk, w.s, w.s_col, w.hn, w.h_aug, w.o, w.o_aug
+        sc = w.scores
+        for i, (qkv_w, out_w, _, _, ff0, ff3, form) in enumerate(self._layers):
+            vecdot(hk, hk, out=s)
+            sqrt(s, s)
+            div(h_aug, s_col, hn)
+            mm(w.hn1, qkv_w, w.qkv)
+            mm(w.q, w.kt, sc)
+            add(sc, w.bias_l[i], sc)
+            if self._exact_softmax[i] or not in_range:
+                real = w.att_in
+                np.subtract(real, np.maximum.reduce(real, axis=-1, keepdims=True), real)
+            np.exp(sc, sc)
+            mm(w.att_in, w.v, w.av)
+            div(w.av_num, w.av_den, w.att)
+            mm(w.a_aug, out_w, o)
+            add(h_aug, o_aug, h_aug)
+            vecdot(hk, hk, out=s)
+            sqrt(s, s)
+            div(h_aug, s_col, hn)
+            y_aug, y = w.y_l[i]
+            mm(hn, w.props[i], y)
+            mm(w.c_aug, y_aug, o)
+            add(h_aug, o_aug, h_aug)
+            vecdot(hk, hk, out=s)
+            sqrt(s, s)
+            div(h_aug, s_col, hn)
+            mm(hn, ff0, w.ff)
+            _gelu_into(w.ff, w.tf, w.f, form)
+            mm(w.f_aug, ff3, o)
+            add(h_aug, o_aug, h_aug)
+        vecdot(hk, hk, out=s)
+        sqrt(s, s)
+        z = w.z
+        mm(w.h, self._score, z)
+        div(z, s, z)
+        if self.prior:
+            if w.zu is None:
+                add(z, w.u, z)
+            else:
+                add(z, np.multiply(w.u, self._inv_t, w.zu), z)
+        return self.head(z)
+
+
+class DenseForward(_Plan):
+    """A dense network compiled into a few NumPy calls per layer.
+
+    Parameters
+    ----------
+    layers : list of (W, b, activation)
+        As for :func:`dense_forward`; the last activation is usually the head's
+        (``"softmax"`` or ``"sparsemax"``).
+    prior : int
+        Add the last ``prior`` inputs (after scaling), times ``prior_scale``, to the last
+        layer's scores, as :func:`dense_forward` does.
+    prior_scale : float
+    scaler : (ndarray, ndarray), optional
+        ``(mean, scale)``, each of shape (n_inputs,): the network takes
+        ``(x - mean) / scale``. Folded into the first layer (and the prior), so raw
+        inputs go straight in.
+
+    Notes
+    -----
+    ``__call__(x)`` maps inputs of shape (n_inputs,) or (batch, n_inputs) to outputs of
+    shape (n_outputs,) or (batch, n_outputs), the same as ``dense_forward(layers,
+    (x - mean) / scale, prior, prior_scale)``. Each hidden layer's output goes into a
+    buffer ending in a one, which carries the next layer's bias; a sigmoid is folded
+    into a ``tanh`` and the affine maps around it, a hidden ReLU is ``z + |z|`` with the
+    half in the next layer; the prior inputs ride along as extra inputs of the last
+    layer with a diagonal weight.
+    """
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, str]], prior: int = 0,
+                 prior_scale: float = 1.0,
+                 scaler: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        if not layers:
+            raise ConfigError("a dense network needs at least one layer.")
+        for _, _, act in layers:
+            if act not in ACTIVATIONS:
+                raise ConfigError(f"unknown activation {act!r}; the NumPy layers know "
+                                  f"{', '.join(ACTIVATIONS)}.")
+        ws = [np.array(w, dtype=np.float64) for w, _, _ in layers]
+        bs = [np.array(b, dtype=np.float64) for _, b, _ in layers]
+        acts = [a for _, _, a in layers]
+        self.n_inputs, self.n_outputs = ws[0].shape[0], ws[-1].shape[1]
+        self.prior = int(prior)
+        f = np.full(self.prior, float(prior_scale))
+        shift = np.zeros(self.prior)
+        if scaler is not None:
+            mean, scale = (np.asarray(v, dtype=np.float64) for v in scaler)
+            bs[0] = bs[0] - (mean / scale) @ ws[0]
+            ws[0] = ws[0] / scale[:, None]
+            if self.prior:
+                shift = -f * mean[-self.prior:] / scale[-self.prior:]
+                f = f / scale[-self.prior:]
+        for i in range(len(ws) - 1):
+            if acts[i] == "sigmoid":  # sigmoid(z) = (1 + tanh(z / 2)) / 2
+                ws[i], bs[i], acts[i] = ws[i] * 0.5, bs[i] * 0.5, "tanh"
+                bs[i + 1] = bs[i + 1] + 0.5 * ws[i + 1].sum(axis=0)
+                ws[i + 1] = ws[i + 1] * 0.5
+            elif acts[i] == "relu":  # relu(z) = (z + |z|) / 2
+                acts[i], ws[i + 1] = "relu2", ws[i + 1] * 0.5
+        if self.prior:
+            bs[-1] = bs[-1].copy()
+            bs[-1][:self.prior] += shift
+            if len(ws) == 1:  # the prior inputs are the network's own inputs
+                ws[0] = ws[0].copy()
+                ws[0][-self.prior:, :self.prior] += np.diag(f)
+        self._first = (_c(ws[0]), _c(bs[0]))
+        self._rest = []
+        for j in range(1, len(ws)):
+            parts = [ws[j], bs[j][None]]
+            if self.prior and j == len(ws) - 1:
+                extra = np.zeros((self.prior, ws[j].shape[1]))
+                extra[:, :self.prior] = np.diag(f)
+                parts.append(extra)
+            self._rest.append(_c(np.vstack(parts)))
+        self._acts = acts
+        last = acts[-1]  # the head's, usually; every branch returns a new array
+        self._last = (HeadForward({"name": "softmax"}) if last == "softmax" else
+                      HeadForward({"name": "simplex"}) if last == "sparsemax" else
+                      ACTIVATIONS[last])
+        self._sizes = [w.shape[1] for w in ws]
+        self._init_cache()
+
+    def _workspace(self, n: int, lead: tuple[int, ...]) -> _Ns:
+        w = _Ns()
+        zs = [np.empty((*lead, k)) for k in self._sizes]
+        w.z0, w.z_last, w.steps = zs[0], zs[-1], []
+        for i, k in enumerate(self._sizes[:-1]):
+            extra = self.prior if i == len(self._sizes) - 2 else 0
+            buf = np.ones((*lead, k + 1 + extra))  # [activation | 1 | prior inputs]
+            w.steps.append((self._acts[i], zs[i], buf[..., :k],
+                            buf[..., k + 1:] if extra else None, buf, self._rest[i],
+                            zs[i + 1]))
+        return w
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Outputs from inputs.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_inputs,) or (batch, n_inputs)
+            Raw inputs (before the scaler, when one is folded in).
+
+        Returns
+        -------
+        ndarray, shape (n_outputs,) or (batch, n_outputs)
+        """
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1 and len(x) == self.n_inputs:
+            w = self._single(0)
+        elif x.ndim == 2 and x.shape[1] == self.n_inputs:
+            w = self._workspace(0, (len(x),))
+        else:
+            raise ConfigError(f"the network takes inputs of shape ({self.n_inputs},) or "
+                              f"(batch, {self.n_inputs}), got {x.shape}.")
+        z = w.z0
+        np.matmul(x, self._first[0], z)
+        np.add(z, self._first[1], z)
+        for act, z, out, prior_in, buf, w_next, z_next in w.steps:
+            if act == "relu2":  # 2 relu(z), NaN-propagating; the next layer halves it
+                np.add(np.abs(z, out), z, out)
+            elif act == "tanh":
+                np.tanh(z, out)
+            else:
+                np.copyto(out, ACTIVATIONS[act](z))
+            if prior_in is not None:
+                np.copyto(prior_in, x[..., -self.prior:])
+            np.matmul(buf, w_next, z_next)
+        return self._last(w.z_last)
+
+
 # -------------------------------------------------------------------------- runtime
 class NumpyAllocator:
     """A trained allocator's single-update path in NumPy alone.
@@ -272,6 +872,7 @@ class NumpyAllocator:
         self._scaler = (Standardizer.from_arrays(self.params["scaler.mean"],
                                                  self.params["scaler.scale"])
                         if "scaler.mean" in self.params else None)
+        self._plan: AttentionForward | DenseForward | None = None  # built on first use
         if kind == "dense":
             n = len(arch["activations"])
             self._layers = [(self.params[f"layer{i}.weight"], self.params[f"layer{i}.bias"],
@@ -279,14 +880,25 @@ class NumpyAllocator:
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Weights from raw (unscaled) features, shape (batch, n_features) or (n_features,)
-        to (batch, n_assets) or (n_assets,)."""
-        x = np.asarray(x, dtype=np.float64)
-        if self._scaler is not None:
+        to (batch, n_assets) or (n_assets,).
+
+        Runs the compiled plan (:class:`AttentionForward` or :class:`DenseForward`, the
+        input scaler folded into a dense network), built on first use.
+        """
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = self._build_plan()
+        if self.kind == "attention" and self._scaler is not None:
             x = self._scaler.transform(x)
+        return plan(x)
+
+    def _build_plan(self) -> AttentionForward | DenseForward:
         if self.kind == "attention":
-            return attention_forward(self.params, self.arch, self.head, x)
-        return dense_forward(self._layers, x, self.arch.get("prior", 0),
-                             self.arch.get("prior_scale", 1.0))
+            return AttentionForward(self.params, self.arch, self.head)
+        scaler = (None if self._scaler is None
+                  else (self._scaler.mean_, self._scaler.scale_))
+        return DenseForward(self._layers, self.arch.get("prior", 0),
+                            self.arch.get("prior_scale", 1.0), scaler=scaler)
 
     def predict_latest(self, history: np.ndarray) -> np.ndarray:
         """Weights for the last row of a price history, shape (>= lookback, n_assets) to
