@@ -46,8 +46,16 @@ def serve(
         help="reject: refuse a jump with 409, nothing changes; flag: accept it, answer the "
              "last good weights, flagged; off. A client takes a real jump with "
              '"confirm_jump": true.')] = "reject",
+    access_log: Annotated[bool, typer.Option(
+        "--access-log", help="Log every request (uvicorn's access log; off by default, it "
+                             "costs throughput).")] = False,
+    keep_alive: Annotated[int, typer.Option(
+        help="Seconds an idle keep-alive connection stays open.")] = 30,
 ) -> None:
     """Run the weights service (FastAPI + uvicorn) on the registry's active model.
+
+    uvicorn runs on uvloop's event loop and the httptools HTTP parser when they are
+    installed (both are dependencies; uvicorn's defaults otherwise).
 
     Example: neuralfolio serve --registry models/registry --port 8000 --token s3cret
     """
@@ -63,7 +71,16 @@ def serve(
                                    jump_min_vol=jump_min_vol,
                                    jump_max_log_return=jump_max_log_return,
                                    jump_mode=jump_mode))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, loop=_fast("uvloop"), http=_fast("httptools"),
+                log_level="info" if access_log else "warning", access_log=access_log,
+                timeout_keep_alive=keep_alive)
+
+
+def _fast(module: str) -> str:
+    """``module`` (uvloop, httptools) for uvicorn when it can be imported, else ``"auto"``."""
+    import importlib.util
+
+    return module if importlib.util.find_spec(module) is not None else "auto"
 
 
 def retrain(

@@ -364,3 +364,195 @@ def test_hot_swaps_never_fail_a_request_nor_mix_versions(registry_copy, market):
         history = np.asarray(window(market, end))
         np.testing.assert_allclose(list(a["weights"].values()),
                                    runtimes[a["model"]].predict_latest(history), atol=1e-12)
+
+
+# ------------------------------------------------------------------ the lean hot path
+def _stage_counts(text: str) -> dict[str, float]:
+    """``stage -> observations`` of the stage histogram in a /metrics text."""
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("neuralfolio_decision_stage_seconds_count{"):
+            stage = line.split('stage="')[1].split('"')[0]
+            counts[stage] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_the_stage_histogram_measures_parse_and_serialize(service, portfolio, market):
+    assert _stage_counts(service.get("/metrics").text) == {"parse": 1}  # the portfolio's body
+    body = service.post(f"/v1/portfolios/{portfolio}/ticks", json=_tick(market, 300)).json()
+    assert "stages" not in body  # not part of the answer unless the engine puts it there
+    service.post("/v1/weights", json={"assets": ASSETS, "prices": window(market, 301)})
+    text = service.get("/metrics").text
+    assert "# TYPE neuralfolio_decision_stage_seconds histogram" in text
+    counts = _stage_counts(text)
+    assert counts["parse"] == 3 and counts["serialize"] == 2
+    assert 'neuralfolio_decision_stage_seconds_bucket{le="1e-05",stage="parse"}' in text
+
+
+def test_the_engines_stages_are_observed_and_unknown_keys_not_sent(service, portfolio, market,
+                                                                  monkeypatch):
+    engine = service.app.state.engine
+    tick = engine.tick
+
+    def tick_with_stages(*args, **kwargs):
+        answer = tick(*args, **kwargs)
+        answer.stages = {"features": 2e-5, "forward": 1e-5}  # part of to_dict() now
+        answer.debug = "internal"  # no field of WeightsOut: dropped
+        return answer
+
+    monkeypatch.setattr(engine, "tick", tick_with_stages)
+    r = service.post(f"/v1/portfolios/{portfolio}/ticks", json=_tick(market, 300))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["stages"] == {"features": 2e-5, "forward": 1e-5} and "debug" not in body
+    counts = _stage_counts(service.get("/metrics").text)
+    assert counts["features"] == counts["forward"] == counts["serialize"] == 1
+
+
+def test_a_second_app_on_the_same_engine_shares_the_stage_histogram(registry_copy):
+    engine = Engine(ServiceConfig(registry=registry_copy))
+    try:
+        create_app(engine.config, engine)
+        create_app(engine.config, engine)  # no duplicate registration
+        assert engine.metrics.stages is not None
+    finally:
+        engine.close()
+
+
+def _raw(service, url, content, content_type="application/json"):
+    headers = {"content-type": content_type} if content_type else {}
+    return service.post(url, content=content, headers=headers)
+
+
+@pytest.mark.parametrize("url", ["/v1/portfolios/p1/ticks", "/v1/weights", "/v1/portfolios"])
+def test_bodies_that_are_not_json_or_not_the_model_are_422(service, portfolio, url):
+    r = _raw(service, url, b'{"prices": [1, 2')
+    assert r.status_code == 422
+    [error] = r.json()["detail"]
+    assert error["type"] == "json_invalid" and error["loc"] == ["body", 16]  # its end
+    assert error["msg"] == "JSON decode error" and error["ctx"]["error"]
+
+    r = _raw(service, url, b"")
+    assert r.status_code == 422 and r.json()["detail"] == [
+        {"type": "missing", "loc": ["body"], "msg": "Field required", "input": None}]
+
+    r = _raw(service, url, b"[1, 2]")
+    assert r.status_code == 422 and r.json()["detail"][0]["type"] == "model_attributes_type"
+
+    r = _raw(service, url, b'{"prices": [1, 1, 1, 1]}', content_type=None)  # not declared JSON
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_wrong_types_are_422_with_their_location(service, portfolio, market):
+    r = _raw(service, f"/v1/portfolios/{portfolio}/ticks", b'{"prices": "lots"}')
+    assert r.status_code == 422
+    locs = [e["loc"] for e in r.json()["detail"]]
+    assert locs == [["body", "prices", "dict[str,float]"], ["body", "prices", "list[float]"]]
+    r = _raw(service, "/v1/weights", b'{"assets": "A0", "prices": [["x"]]}')
+    assert r.status_code == 422
+    assert {tuple(e["loc"]) for e in r.json()["detail"]} == {
+        ("body", "assets"), ("body", "prices", 0, 0)}
+    r = _raw(service, "/v1/portfolios", b'{"assets": 5, "prices": [[1]]}')
+    assert r.status_code == 422 and r.json()["detail"][0]["msg"] == "Input should be a valid list"
+    r = service.post(f"/v1/portfolios/{portfolio}/ticks",
+                     content=json.dumps(_tick(market, 300)).encode(),
+                     headers={"content-type": "application/json; charset=utf-8"})
+    assert r.status_code == 200  # a JSON content type with parameters is JSON
+    r = _raw(service, f"/v1/portfolios/{portfolio}/ticks", b'{"prices": [1, 1, \xff 1]}')
+    assert r.status_code in (400, 422)  # not UTF-8: refused, never a 500
+    text = service.get("/metrics").text
+    assert 'neuralfolio_requests_total{route="/v1/weights",status="422"} 1.0' in text
+
+
+def test_openapi_still_documents_the_hot_routes_bodies_and_answers(service):
+    schema = service.get("/openapi.json").json()
+
+    def ref(node):
+        return node["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+
+    for path, body in [("/v1/portfolios/{pid}/ticks", "TickIn"), ("/v1/weights", "WindowIn"),
+                       ("/v1/portfolios", "PortfolioIn")]:
+        op = schema["paths"][path]["post"]
+        assert op["requestBody"]["required"] is True and ref(op["requestBody"]) == body
+        assert ref(op["responses"]["422"]) == "HTTPValidationError"
+    for path in ("/v1/portfolios/{pid}/ticks", "/v1/weights"):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert ref(responses["200"]) == "WeightsOut" and ref(responses["409"]) == "JumpRefusal"
+    assert "201" in schema["paths"]["/v1/portfolios"]["post"]["responses"]
+    components = schema["components"]["schemas"]
+    assert {"TickIn", "WindowIn", "PortfolioIn", "WeightsOut", "JumpOut"} <= set(components)
+    assert components["TickIn"]["examples"] and components["WindowIn"]["properties"]["prices"]
+    stages = components["WeightsOut"]["properties"]["stages"]
+    assert "seconds" in stages["description"]
+    assert "stages" not in components["WeightsOut"].get("required", [])
+
+
+def test_the_hot_routes_run_on_the_event_loop(service):
+    import inspect
+
+    hot = {("/v1/portfolios/{pid}/ticks", "POST"), ("/v1/weights", "POST"),
+           ("/v1/portfolios", "POST"), ("/v1/portfolios/{pid}/stream", None)}
+    found = set()
+    for route in service.app.routes:
+        for method in getattr(route, "methods", None) or [None]:
+            if (route.path, method) in hot:
+                assert inspect.iscoroutinefunction(route.endpoint), route.path
+                found.add((route.path, method))
+    assert found == hot
+
+
+def test_the_websocket_answers_a_burst_of_ticks_in_order(service, portfolio, market):
+    with service.websocket_connect(f"/v1/portfolios/{portfolio}/stream") as ws:
+        for i in range(300, 310):  # all sent before the first answer is read
+            ws.send_json(_tick(market, i))
+        ws.send_text('{"prices": [1, NaN, 1, 1]}')  # NaN tokens parse; the engine refuses
+        answers = [ws.receive_json() for _ in range(11)]
+    stamps = [a["timestamp"][:10] for a in answers[:10]]
+    assert stamps == [str(d.date()) for d in market.index[300:310]]
+    assert all(_valid(a["weights"]) for a in answers[:10])
+    assert answers[10]["status"] == 422 and "not a finite number" in answers[10]["error"]
+    assert service.get(f"/v1/portfolios/{portfolio}").json()["ticks"] == 10
+    counts = _stage_counts(service.get("/metrics").text)
+    assert counts["parse"] >= 11 and counts["serialize"] == 10
+
+
+def test_a_live_server_answers_ticks_and_counts_stages(registry_copy, market, live_server):
+    import httpx
+
+    with live_server(ServiceConfig(registry=registry_copy)) as url, \
+            httpx.Client(base_url=url) as client:
+        r = client.post("/v1/portfolios", json={"id": "p", "assets": ASSETS,
+                                                "prices": window(market, 299, 60)})
+        assert r.status_code == 201 and r.headers["content-type"] == "application/json"
+        for i in range(300, 305):
+            r = client.post("/v1/portfolios/p/ticks", json=_tick(market, i))
+            assert r.status_code == 200 and _valid(r.json()["weights"])
+        r = client.post("/v1/portfolios/p/ticks", json=_tick(market, 300))
+        assert r.status_code == 409 and "not after the last one" in r.json()["detail"]
+        text = client.get("/metrics").text
+    counts = _stage_counts(text)
+    assert counts["parse"] == 7 and counts["serialize"] == 5
+    assert 'neuralfolio_requests_total{route="/v1/portfolios/{pid}/ticks",status="409"} 1.0' \
+        in text
+
+
+@pytest.mark.parametrize("extra, access_log", [([], False), (["--access-log"], True)])
+def test_serve_runs_uvicorn_on_uvloop_and_httptools(registry_copy, monkeypatch, extra,
+                                                    access_log):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from neuralfolio.cli import app as cli
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    result = CliRunner().invoke(cli, ["serve", "--registry", str(registry_copy), *extra])
+    assert result.exit_code == 0, result.output
+    assert seen["loop"] == "uvloop" and seen["http"] == "httptools"
+    assert seen["access_log"] is access_log and seen["timeout_keep_alive"] >= 5
+
+
+def test_serve_falls_back_to_uvicorns_defaults_without_uvloop():
+    from neuralfolio._cli_serve import _fast
+
+    assert _fast("uvloop") == "uvloop" and _fast("no_such_module_here") == "auto"
