@@ -668,7 +668,9 @@ class RuntimePolicy(_Base):
         if h.ndim != 2 or (h.shape[1] != len(rt.assets) and not rt.asset_agnostic):
             raise DataError(f"the model allocates {len(rt.assets)} assets; a history of "
                             f"shape (dates, {len(rt.assets)}) is needed, got {h.shape}.")
-        return FeatureNetworkStepper(rt.features, rt.predict_features, h)
+        # late-bound: a runtime's forward replaced after the start (a fault injected in
+        # a test, a patched model) is what the stepper runs
+        return FeatureNetworkStepper(rt.features, lambda raw: rt.predict_features(raw), h)
 
     def weights_batch(self, prices: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataFrame:
         from neuralfolio.features import make_features

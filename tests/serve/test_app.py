@@ -380,12 +380,15 @@ def _stage_counts(text: str) -> dict[str, float]:
 def test_the_stage_histogram_measures_parse_and_serialize(service, portfolio, market):
     assert _stage_counts(service.get("/metrics").text) == {"parse": 1}  # the portfolio's body
     body = service.post(f"/v1/portfolios/{portfolio}/ticks", json=_tick(market, 300)).json()
-    assert "stages" not in body  # not part of the answer unless the engine puts it there
+    # the engine's own stages come with the answer: where the decision's time went
+    assert {"jumps", "update", "features", "forward", "checks", "audit"} <= set(body["stages"])
+    assert all(v >= 0 for v in body["stages"].values())
     service.post("/v1/weights", json={"assets": ASSETS, "prices": window(market, 301)})
     text = service.get("/metrics").text
     assert "# TYPE neuralfolio_decision_stage_seconds histogram" in text
     counts = _stage_counts(text)
     assert counts["parse"] == 3 and counts["serialize"] == 2
+    assert counts["forward"] == 2 and counts["audit"] == 2
     assert 'neuralfolio_decision_stage_seconds_bucket{le="1e-05",stage="parse"}' in text
 
 

@@ -380,3 +380,47 @@ def test_sigkill_during_register_leaves_only_complete_versions(tmp_path, script)
         assert reg.list() == records
         nxt = reg.register(make_runtime(0), "big")
         assert nxt.version == len(records) + 1
+
+
+# ------------------------------------------------------------------ rule versions
+def test_rule_versions_register_list_and_load_as_policies(tmp_path):
+    from neuralfolio.policies import EqualWeight, OptimizerPolicy, RuntimePolicy
+
+    reg = ModelRegistry(tmp_path)
+    r1 = reg.register_rule({"rule": "optimizer", "objective": "min_cvar", "window": 60}, "opt",
+                           meta={"note": "exact fallback"})
+    r2 = reg.register_rule({"rule": "equal_weight"}, "ew")
+    assert (r1.label, r2.label) == ("opt:1", "ew:1") and r1.is_rule
+    assert r1.meta["kind"] == "rule" and r1.meta["objective"] == "min_cvar"
+    assert r1.meta["window"] == 60 and r1.meta["lookback"] == 61
+    assert [r.label for r in reg.list()] == ["ew:1", "opt:1"]
+    policy = reg.load_policy(reg.get("opt"))
+    assert isinstance(policy, OptimizerPolicy) and policy.objective == "min_cvar"
+    assert isinstance(reg.load_policy(reg.get("ew")), EqualWeight)
+    assert reg.activate("ew").label == "ew:1" and reg.active().label == "ew:1"
+    with pytest.raises(ModelError, match="rule version"):
+        reg.load(reg.get("ew"))
+    net = reg.register(make_runtime(0), "net")
+    assert isinstance(reg.load_policy(net), RuntimePolicy) and not net.is_rule
+
+
+@pytest.mark.parametrize("rule, match", [
+    ({"rule": "hrp"}, "one of"),
+    ("equal_weight", "one of"),
+    ({"rule": "equal_weight", "window": 5}, "unknown"),
+    ({"rule": "inverse_volatility", "window": 1}, "window must be"),
+    ({"rule": "optimizer", "objective": "max_fun"}, "Unknown objective"),
+])
+def test_bad_rules_are_refused_before_anything_is_written(tmp_path, rule, match):
+    reg = ModelRegistry(tmp_path)
+    with pytest.raises(ConfigError, match=match):
+        reg.register_rule(rule, "r")
+    assert reg.list() == []
+
+
+def test_a_damaged_rule_version_names_the_fix(tmp_path):
+    reg = ModelRegistry(tmp_path)
+    record = reg.register_rule({"rule": "equal_weight"}, "ew")
+    (record.path / "rule.json").write_text("{not json")
+    with pytest.raises(ModelError, match="register the rule again"):
+        reg.activate("ew")

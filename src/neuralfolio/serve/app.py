@@ -497,8 +497,9 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> FastAPI:
         active = engine.active
         return {
             "active": None if active is None else {
-                "model": active.label, "assets": active.runtime.assets,
-                "asset_agnostic": active.runtime.asset_agnostic,
+                "model": active.label, "assets": active.assets,
+                "asset_agnostic": active.asset_agnostic,
+                "kind": "rule" if active.runtime is None else "network",
                 "history_needed": active.history_needed, "objective": active.objective},
             "models": [{"model": r.label, "name": r.name, "version": r.version,
                         "created": r.meta.get("created"), "active": active is not None

@@ -36,7 +36,7 @@ from sqlalchemy.pool import StaticPool
 
 from neuralfolio.errors import ConfigError, DataError
 
-__all__ = ["AuditLog", "Decision", "input_hash"]
+__all__ = ["AuditLog", "Decision", "LazyInputHash", "input_hash"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ class Decision:
         When the decision was made; timezone-aware (stored as UTC).
     portfolio : str or None
         The portfolio it belongs to; None for stateless requests.
-    input_hash : str
-        :func:`input_hash` of the request's inputs.
+    input_hash : str or LazyInputHash
+        :func:`input_hash` of the request's inputs (a :class:`LazyInputHash` is computed
+        by the writer thread).
     model : str
         The model's label (:attr:`ModelRecord.label`, ``"name:version"``) or
         ``"optimizer"``.
@@ -121,6 +122,38 @@ def _stamp_token(t: Any) -> str:
         return _stamp_token(float(text))
     except (ValueError, OverflowError):
         return "s" + text
+
+
+class LazyInputHash:
+    """An :func:`input_hash` computed when first read (``str()``), so that a service hands
+    the fingerprint's work to the audit writer's thread instead of doing it per request.
+
+    Parameters
+    ----------
+    assets, prices, timestamps
+        As for :func:`input_hash`; ``prices`` must not change afterwards (pass a copy).
+    """
+
+    __slots__ = ("_args", "_value")
+
+    def __init__(self, assets: list[str], prices: Any, timestamps: Any = None) -> None:
+        self._args: tuple | None = (assets, prices, timestamps)
+        self._value: str | None = None
+
+    def __str__(self) -> str:
+        if self._value is None:
+            self._value = input_hash(*self._args)
+            self._args = None
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        return str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __repr__(self) -> str:
+        return f"LazyInputHash({str(self)!r})"
 
 
 def input_hash(assets: list[str], prices: Any, timestamps: Any = None) -> str:

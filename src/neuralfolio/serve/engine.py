@@ -18,6 +18,14 @@ Everything the HTTP layer (:mod:`neuralfolio.serve.app`) does goes through :clas
 * the **amortization-gap monitor** re-solves the optimizer for a sample of decisions on a
   background thread and keeps the rolling L1 and objective excess of the network's weights;
 * every decision is appended to the **audit log**.
+
+The engine decides nothing itself: each portfolio holds a
+:class:`~neuralfolio.guard.GuardedStepper` of the active version's policy (a
+:class:`~neuralfolio.policies.RuntimePolicy` or a rule, guarded, with
+:class:`~neuralfolio.policies.OptimizerPolicy` as the fallback), stepped one tick at a time:
+the same code that decides in :func:`~neuralfolio.backtest.walk_forward`. A portfolio's
+stepper is started from its held prices at its first tick, after a model swap and after a
+failed decision.
 """
 
 from __future__ import annotations
@@ -41,11 +49,18 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from neuralfolio.errors import ConfigError
-from neuralfolio.features import OOD_Z, latest_features
-from neuralfolio.optimize import PortfolioSolver
+from neuralfolio.features import OOD_Z
+from neuralfolio.guard import (
+    GuardedPolicy,
+    GuardedStepper,
+    InputRange,
+    NoFallbackError,
+    OutputPromise,
+)
+from neuralfolio.policies import OptimizerPolicy
 from neuralfolio.risk import ledoit_wolf
 from neuralfolio.scratch.runtime import NumpyAllocator
-from neuralfolio.serve.audit import AuditLog, Decision, input_hash
+from neuralfolio.serve.audit import AuditLog, Decision, LazyInputHash
 from neuralfolio.serve.registry import ModelRecord, ModelRegistry
 
 __all__ = ["ActiveModel", "Engine", "InputError", "ServiceConfig", "WeightsAnswer",
@@ -142,12 +157,22 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class ActiveModel:
-    """One loaded model version and what its checks need."""
+    """One loaded model version: its guarded policy and what the service needs of it.
+
+    Attributes
+    ----------
+    record : ModelRecord
+    runtime : NumpyAllocator or None
+        The network (None for a rule version).
+    policy : GuardedPolicy
+        What decides: the network (or rule) with its checks and fallback.
+    objective, window
+        The optimizer the network imitates (its fallback and the gap monitor's reference).
+    """
 
     record: ModelRecord
-    runtime: NumpyAllocator
-    feature_mean: np.ndarray | None
-    feature_std: np.ndarray | None
+    runtime: NumpyAllocator | None
+    policy: GuardedPolicy
     objective: str
     window: int
 
@@ -156,20 +181,47 @@ class ActiveModel:
         return self.record.label
 
     @property
+    def assets(self) -> list[str]:
+        """The assets the model allocates, in its order (empty for asset-agnostic ones)."""
+        return [] if self.runtime is None else list(self.runtime.assets)
+
+    @property
+    def asset_agnostic(self) -> bool:
+        return self.runtime is None or bool(self.runtime.asset_agnostic)
+
+    @property
     def history_needed(self) -> int:
-        """Price rows one decision needs: the model's lookback and the optimizer's."""
-        return max(self.runtime.lookback, self.window + 1)
+        """Price rows one decision needs: the model's lookback and its fallback's."""
+        return self.policy.lookback
+
+    @property
+    def fallback_label(self) -> str:
+        return f"optimizer({self.objective})"
 
     @classmethod
-    def load(cls, registry: ModelRegistry, record: ModelRecord) -> ActiveModel:
-        runtime = registry.load(record)
+    def load(cls, registry: ModelRegistry, record: ModelRecord,
+             config: ServiceConfig | None = None,
+             alert: Any = None) -> ActiveModel:
+        """Load ``record`` and guard it with the service's checks (``config``) and gap
+        ``alert`` (a callable answering a reason or None)."""
+        config = config or ServiceConfig(registry=registry.root)
         meta = record.meta
+        objective, window = str(meta.get("objective", "min_variance")), int(
+            meta.get("window", 126))
+        inner = registry.load_policy(record)
+        if record.is_rule:
+            policy = GuardedPolicy(inner, promise=OutputPromise(tol=config.weight_tol))
+            return cls(record, None, policy, objective, window)
+        runtime = inner.runtime
         mean, std = meta.get("feature_mean"), meta.get("feature_std")
-        return cls(record, runtime,
-                   None if mean is None else np.asarray(mean, dtype=np.float64),
-                   None if std is None else np.maximum(np.asarray(std, dtype=np.float64),
-                                                       1e-12),
-                   str(meta.get("objective", "min_variance")), int(meta.get("window", 126)))
+        inputs = None if mean is None else InputRange(np.asarray(mean, dtype=np.float64),
+                                                      np.asarray(std, dtype=np.float64),
+                                                      config.ood_z)
+        policy = GuardedPolicy(inner, fallback=OptimizerPolicy(objective, window),
+                               inputs=inputs,
+                               promise=OutputPromise.from_head(runtime.head, config.weight_tol),
+                               alert=alert)
+        return cls(record, runtime, policy, objective, window)
 
 
 @dataclass
@@ -185,6 +237,7 @@ class WeightsAnswer:
     timestamp: str | None = None
     flags: list[str] = field(default_factory=list)
     jumps: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -244,17 +297,51 @@ def _jump_text(j: dict[str, Any]) -> str:
     return f"{j['asset']} x{j['ratio']:.3g} ({j['sds']:.0f} sd)"
 
 
+class _PriceRing:
+    """The last ``capacity`` price rows, each written twice so that any trailing run of
+    rows is one contiguous view (no copy per tick)."""
+
+    def __init__(self, rows: np.ndarray, capacity: int) -> None:
+        self.capacity = capacity
+        self._buf = np.empty((2 * capacity, rows.shape[1]))
+        self._pos = 0  # next slot in [0, capacity)
+        self.count = 0
+        for row in rows[-capacity:]:
+            self.append(row)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, row: np.ndarray) -> None:
+        c, i = self.capacity, self._pos
+        self._buf[i] = row
+        self._buf[i + c] = row
+        self._pos = (i + 1) % c
+        self.count = min(self.count + 1, c)
+
+    def tail(self, k: int) -> np.ndarray:
+        """The last ``min(k, len)`` rows, oldest first (a read-only view)."""
+        k = min(k, self.count)
+        end = self._pos + self.capacity if self.count == self.capacity else self.count
+        view = self._buf[end - k: end]
+        view.flags.writeable = False
+        return view
+
+
 @dataclass
 class _Portfolio:
     id: str
     assets: list[str]
-    prices: collections.deque
+    prices: _PriceRing
     times: collections.deque
     created: str
     last_weights: np.ndarray | None = None
-    last_good: np.ndarray | None = None
+    last_good: np.ndarray | None = None  # in the portfolio's asset order
     ticks: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stepper: GuardedStepper | None = None
+    model: str | None = None  # the label the stepper decides for
+    perm: np.ndarray | None = None  # model order -> the portfolio's columns
 
 
 class _Metrics:
@@ -300,6 +387,7 @@ class _GapMonitor:
         self.model: str | None = None
         self.done = 0
         self._stop = threading.Event()
+        self._reference: tuple[str, OptimizerPolicy] | None = None  # used by its thread only
         self.thread = threading.Thread(target=self._run, name="gap-monitor", daemon=True)
         self.thread.start()
 
@@ -335,7 +423,12 @@ class _GapMonitor:
                 model, history, w = item
                 if model.label != self.model:
                     continue  # a sample of a model that is no longer active
-                cov, w_star = self.engine.optimize(model, history)
+                if self._reference is None or self._reference[0] != model.label:
+                    self._reference = (model.label,
+                                       OptimizerPolicy(model.objective, model.window))
+                w_star = self._reference[1].weights(history)
+                tail = history[-(model.window + 1):]
+                cov = ledoit_wolf(tail[1:] / tail[:-1] - 1.0)[0]
                 opt = float(w_star @ cov @ w_star)
                 self.l1.append(float(np.abs(w - w_star).sum()))
                 self.excess.append(float(w @ cov @ w) / opt - 1.0 if opt > 0 else 0.0)
@@ -370,18 +463,29 @@ class Engine:
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
         self._count = 0
-        self._solvers: dict[tuple[str, int], PortfolioSolver] = {}
-        self._solver_lock = threading.Lock()
         self._activate_lock = threading.Lock()
         self.monitor = _GapMonitor(self)
         record = self.registry.active()
         if record is not None:
-            self._install(ActiveModel.load(self.registry, record))
+            self._install(self._load(record))
 
     # ------------------------------------------------------------------ models
     @property
     def active(self) -> ActiveModel | None:
         return self._active
+
+    def _load(self, record: ModelRecord) -> ActiveModel:
+        return ActiveModel.load(self.registry, record, self.config,
+                                alert=self._gap_alert(record.label))
+
+    def _gap_alert(self, label: str) -> Any:
+        monitor = self.monitor
+
+        def alert() -> str | None:
+            if monitor.alert and monitor.model == label:
+                return "amortization gap above its threshold"
+            return None
+        return alert
 
     def _install(self, model: ActiveModel) -> None:
         previous = self._active
@@ -395,7 +499,7 @@ class Engine:
     def activate(self, name: str, version: int | None = None) -> ModelRecord:
         """Make a registered version active: loaded and checked first, then swapped in."""
         record = self.registry.get(name, version)
-        model = ActiveModel.load(self.registry, record)  # fails before anything changes
+        model = self._load(record)  # fails before anything changes
         with self._activate_lock:  # the registry's pointer and the served model agree
             self.registry.activate(record.name, record.version)
             self._install(model)
@@ -425,8 +529,7 @@ class Engine:
             if pid in self.portfolios:
                 raise InputError(409, f"portfolio {pid!r} exists; delete it first or choose "
                                       "another id.")
-            p = _Portfolio(pid, assets, collections.deque(rows[-HISTORY_ROWS:],
-                                                          maxlen=HISTORY_ROWS),
+            p = _Portfolio(pid, assets, _PriceRing(rows, HISTORY_ROWS),
                            collections.deque(times[-HISTORY_ROWS:], maxlen=HISTORY_ROWS),
                            datetime.now(UTC).isoformat())
             self.portfolios[pid] = p
@@ -435,7 +538,8 @@ class Engine:
 
     def describe(self, pid: str) -> dict[str, Any]:
         p = self._portfolio(pid)
-        return {"id": p.id, "assets": p.assets, "history_rows": len(p.prices), "ticks": p.ticks,
+        return {"id": p.id, "assets": p.assets, "history_rows": len(p.prices),
+                "ticks": p.ticks,
                 "last_timestamp": _iso(p.times[-1]) if p.times else None,
                 "last_weights": None if p.last_weights is None else
                 dict(zip(p.assets, p.last_weights.tolist(), strict=True)),
@@ -489,12 +593,32 @@ class Engine:
                     raise InputError(409, f"tick at {_iso(stamp)} is not after the last one "
                                           f"({_iso(last)}); ticks must arrive in time order.")
             self._check_age(stamp)
-            history = np.vstack([np.asarray(p.prices), row[None]])
-            jumps = self._guard_jumps(history, p.assets, confirmed, last_only=True)
+            model = self._require_model()  # read once: the whole decision uses this version
+            t0 = time.perf_counter()
+            needed = model.history_needed
+            held = p.prices.tail(needed - 1)
+            if len(held) + 1 < needed:
+                raise InputError(409, f"{len(held)} price rows are held; the active model "
+                                      f"{model.label} needs {needed}.")
+            given = np.concatenate([held, row[None]])
+            jumps = self._guard_jumps(given, p.assets, confirmed, last_only=True)
+            t1 = time.perf_counter()
+            stages = {"jumps": t1 - t0}
+            perm = self._perm(model, p)
+            stepper = p.stepper if p.model == model.label else None
+            p.stepper = None  # until this decision succeeds: a failure starts afresh
+            if stepper is None:
+                stepper = model.policy.stepper(given if perm is None else given[:, perm])
+                if p.last_good is not None:
+                    stepper.last_good = p.last_good if perm is None else p.last_good[perm]
+            else:
+                stepper.push(row if perm is None else row[perm], check=False)
+            stages["update"] = time.perf_counter() - t1
             stamps = [_iso(last), _iso(stamp)]
-            answer = self._decide(history, p.assets, pid, stamps, last_good=p.last_good,
-                                  jumps=jumps)
+            answer = self._answer(model, stepper, perm, p.assets, pid, stamps, given, jumps,
+                                  stages, t0)
             # Only now does the state change: the tick passed every check.
+            p.stepper, p.model, p.perm = stepper, model.label, perm
             p.prices.append(row)
             p.times.append(stamp)
             p.ticks += 1
@@ -519,8 +643,15 @@ class Engine:
         assets = self._check_assets(model, assets)
         confirmed = self._check_confirm(confirm_jump, assets)
         rows = self._check_rows(prices, len(assets), model.history_needed, "prices")
-        jumps = self._guard_jumps(rows, assets, confirmed, last_only=False)
-        return self._decide(rows, assets, None, None, jumps=jumps)
+        t0 = time.perf_counter()
+        given = rows[-model.history_needed:]
+        jumps = self._guard_jumps(given, assets, confirmed, last_only=False,
+                                  offset=len(rows) - len(given))
+        t1 = time.perf_counter()
+        perm = self._perm(model, _Portfolio("", assets, None, None, ""))  # type: ignore
+        stepper = model.policy.stepper(given if perm is None else given[:, perm])
+        stages = {"jumps": t1 - t0, "update": time.perf_counter() - t1}
+        return self._answer(model, stepper, perm, assets, None, None, given, jumps, stages, t0)
 
     # --------------------------------------------------------------- jump guard
     @staticmethod
@@ -534,15 +665,14 @@ class Engine:
         return set(confirm)
 
     def _guard_jumps(self, history: np.ndarray, assets: list[str], confirmed: set[str], *,
-                     last_only: bool) -> list[dict[str, Any]]:
-        """The jumps of the rows a decision uses, each marked ``confirmed``; raises 409 on
-        an unconfirmed one in ``"reject"`` mode."""
+                     last_only: bool, offset: int = 0) -> list[dict[str, Any]]:
+        """The jumps of the rows a decision uses (``history``, whose first row is row
+        ``offset`` of the client's), each marked ``confirmed``; raises 409 on an
+        unconfirmed one in ``"reject"`` mode."""
         c = self.config
         if c.jump_mode == "off":
             return []
-        needed = self._require_model().history_needed
-        offset = max(len(history) - needed, 0)
-        jumps = find_jumps(history[offset:], assets, sd=c.jump_sd, min_vol=c.jump_min_vol,
+        jumps = find_jumps(history, assets, sd=c.jump_sd, min_vol=c.jump_min_vol,
                            max_log_return=c.jump_max_log_return, last_only=last_only)
         for j in jumps:  # a tick's row is no index the client knows
             j["row"] = None if last_only else j["row"] + offset
@@ -568,107 +698,68 @@ class Engine:
         return jumps
 
     # ----------------------------------------------------------------- decisions
-    def optimize(self, model: ActiveModel, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The exact optimizer the model imitates on the last window: (cov, weights)."""
-        tail = history[-(model.window + 1):]
-        returns = tail[1:] / tail[:-1] - 1.0
-        cov = ledoit_wolf(returns)[0]
-        key = (model.objective, returns.shape[1])
-        with self._solver_lock:  # OSQP workspaces are not shared between threads
-            solver = self._solvers.get(key)
-            if solver is None:
-                solver = self._solvers[key] = PortfolioSolver(*key)
-            return cov, solver.solve(returns, cov)
-
-    def _decide(self, history: np.ndarray, assets: list[str], pid: str | None,
-                stamps: list[str] | None, last_good: np.ndarray | None = None,
-                jumps: list[dict[str, Any]] = ()) -> WeightsAnswer:
-        t0 = time.perf_counter()
-        model = self._require_model()  # read once: the whole decision uses this version
-        trained = model.runtime.assets
-        if sorted(assets) == sorted(trained):
-            # decide in the model's order; answer by name in the caller's
-            perm = np.array([list(assets).index(a) for a in trained])
-            given, history = history, history[:, perm]
-            last_good = None if last_good is None else last_good[perm]
-        elif model.runtime.asset_agnostic:
-            perm, given = None, history
-        else:
+    @staticmethod
+    def _perm(model: ActiveModel, p: _Portfolio) -> np.ndarray | None:
+        """Columns of the portfolio's prices in the model's asset order (None: as held)."""
+        if p.model == model.label and p.stepper is not None:
+            return p.perm
+        if model.asset_agnostic:
+            return None
+        trained, assets = model.assets, p.assets
+        if sorted(assets) != sorted(trained):
             raise InputError(409, f"the active model {model.label} allocates "
                                   f"{trained}, not this portfolio's {assets}; "
                                   "activate a model for these assets or create a new "
                                   "portfolio.")
-        if len(history) < model.history_needed:
-            raise InputError(409, f"{len(history)} price rows are held; the active model "
-                                  f"{model.label} needs {model.history_needed}.")
+        if trained == list(assets):
+            return None
+        return np.array([assets.index(a) for a in trained])
+
+    def _answer(self, model: ActiveModel, stepper: GuardedStepper, perm: np.ndarray | None,
+                assets: list[str], pid: str | None, stamps: list[str] | None,
+                given: np.ndarray, jumps: list[dict[str, Any]], stages: dict[str, float],
+                t0: float) -> WeightsAnswer:
+        """The guarded decision of ``stepper`` (already at the latest row), audited."""
         flagged = [j for j in jumps if not j["confirmed"]]  # "flag" mode (reject raised)
-        reason = ("price jump (" + ", ".join(f"{j['asset']} x{j['ratio']:.3g} = "
-                                             f"{j['sds']:.0f} sd" for j in flagged)
-                  + "; confirm with confirm_jump)") if flagged else None
-        w = None
-        raw = latest_features(history[-model.runtime.lookback:], model.runtime.features)
-        if reason is None and model.feature_mean is not None \
-                and len(model.feature_mean) == len(raw):
-            z = float(np.max(np.abs((raw - model.feature_mean) / model.feature_std)))
-            if not math.isfinite(z) or z > self.config.ood_z:
-                reason = (f"input outside the training distribution (max |z| = {z:.1f} > "
-                          f"{self.config.ood_z:g})")
-        if reason is None:
-            w = model.runtime.predict_features(raw)
-            reason = self._check_output(model, w)
-        if reason is None and self.monitor.alert:
-            reason = "amortization gap above its threshold"
-        fallback = reason is not None
-        label = model.label
-        if fallback:
-            kind = reason.split(" (")[0]
-            self.metrics.fallbacks.labels(reason=kind).inc()
-            if flagged and last_good is not None:  # the optimizer would read the jump too
-                w, label = last_good, f"{model.label} (last good weights)"
-            elif len(history) >= model.window + 1:
-                w = self.optimize(model, history)[1]
-                label = f"optimizer({model.objective})"
-            elif last_good is not None:
-                w, label = last_good, f"{model.label} (last good weights)"
-            else:
-                raise InputError(503, f"{reason}, and there is no fallback: the optimizer "
-                                      f"needs {model.window + 1} price rows.")
-        else:
+        suspect = ("price jump (" + ", ".join(f"{j['asset']} x{j['ratio']:.3g} = "
+                                              f"{j['sds']:.0f} sd" for j in flagged)
+                   + "; confirm with confirm_jump)") if flagged else None
+        try:
+            d = stepper.decide(suspect)
+        except NoFallbackError as exc:
+            raise InputError(503, str(exc)) from None
+        stages.update(d.stages)
+        label = (model.label if d.source == "policy" else model.fallback_label
+                 if d.source == "fallback" else f"{model.label} (last good weights)")
+        if d.fallback:
+            self.metrics.fallbacks.labels(reason=d.reason.split(" (")[0]).inc()
+        elif model.runtime is not None:
             self._count += 1
             every = self.config.gap_every
             if every and self._count % every == 0:
-                self.monitor.submit(model, history[-(model.window + 1):].copy(), w)
-        if perm is not None:
-            w_model, w = np.asarray(w, dtype=np.float64), np.empty(len(perm))
-            w[perm] = w_model
-        latency = time.perf_counter() - t0
+                window = given[-(model.window + 1):]
+                self.monitor.submit(model, window if perm is None else window[:, perm],
+                                    np.array(d.weights))
+        if perm is None:
+            w = np.array(d.weights, dtype=np.float64)
+        else:
+            w = np.empty(len(perm))
+            w[perm] = d.weights
+        t1 = time.perf_counter()
+        latency = t1 - t0
         self.metrics.latency.observe(latency)
+        # The fingerprint is computed by the audit writer, off the request path.
         self.audit.record(Decision(
             time=datetime.now(UTC), portfolio=pid,
-            input_hash=input_hash(assets, given[-model.history_needed:], stamps),
-            model=label, assets=list(assets), weights=[float(x) for x in w],
-            fallback=fallback, reason=reason, latency_us=latency * 1e6))
+            input_hash=LazyInputHash(list(assets), given.copy(), stamps),
+            model=label, assets=list(assets), weights=w.tolist(),
+            fallback=d.fallback, reason=d.reason, latency_us=latency * 1e6))
+        stages["audit"] = time.perf_counter() - t1
         flags = [f"jump:{_jump_text(j)}" + (" confirmed" if j["confirmed"] else "")
                  for j in jumps]
-        return WeightsAnswer(dict(zip(assets, (float(x) for x in w), strict=True)), label,
-                             fallback, reason, latency * 1e6, pid, flags=flags,
-                             jumps=list(jumps))
-
-    def _check_output(self, model: ActiveModel, w: np.ndarray) -> str | None:
-        tol = self.config.weight_tol
-        if not np.all(np.isfinite(w)):
-            return "output check failed (non-finite weights)"
-        head = model.runtime.head
-        if head.get("name") == "long_short":
-            net, gross = head.get("net", 1.0), head["gross_leverage"]
-            if abs(w.sum() - net) > tol or np.abs(w).sum() > gross + tol:
-                return (f"output check failed (sum {w.sum():.6f}, gross {np.abs(w).sum():.4f}; "
-                        f"promised sum {net:g}, gross <= {gross:g})")
-            return None
-        if w.min() < -tol or abs(w.sum() - 1.0) > tol:
-            return (f"output check failed (min weight {w.min():.2e}, sum {w.sum():.8f}; promised "
-                    "long-only, summing to 1)")
-        return None
+        return WeightsAnswer(dict(zip(assets, w.tolist(), strict=True)), label,
+                             d.fallback, d.reason, latency * 1e6, pid, flags=flags,
+                             jumps=list(jumps), stages=stages)
 
     # ------------------------------------------------------------------- checks
     def _check_assets(self, model: ActiveModel, assets: list[str]) -> list[str]:
@@ -676,11 +767,11 @@ class Engine:
         if len(set(assets)) != len(assets):
             dup = sorted({a for a in assets if assets.count(a) > 1})
             raise InputError(422, f"assets are repeated: {dup}; list each asset once.")
-        if model.runtime.asset_agnostic:
+        if model.asset_agnostic:
             if len(assets) < 2:
                 raise InputError(422, "at least 2 assets are needed.")
             return assets
-        expected = model.runtime.assets
+        expected = model.assets
         missing = [a for a in expected if a not in assets]
         extra = [a for a in assets if a not in expected]
         if missing or extra:

@@ -9,6 +9,9 @@ NumpyAllocator` under one root directory::
             runtime.safetensors          the runtime's parameters
             runtime.json                 its manifest
             meta.json                    caller's meta + created, kind, assets, lookback
+        models/<name>/v<version>/        a rule version (no network: 1/N, an optimizer)
+            rule.json                    the rule (:func:`rule_policy`)
+            meta.json
 
 Both writes that matter are atomic, so a process killed at any instant (``SIGKILL``, power
 loss after the fsyncs) leaves the registry as it was before the write or as it is after it:
@@ -41,7 +44,7 @@ from typing import Any
 from neuralfolio.errors import ConfigError, ModelError
 from neuralfolio.scratch.runtime import NumpyAllocator
 
-__all__ = ["ModelRecord", "ModelRegistry"]
+__all__ = ["RULES", "ModelRecord", "ModelRegistry", "rule_policy"]
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _VERSION_DIR = re.compile(r"v([1-9][0-9]*)")
@@ -49,6 +52,11 @@ _TMP = ".tmp-"
 _ACTIVE = "active.json"
 _META = "meta.json"
 _FILES = ("runtime.safetensors", "runtime.json", _META)
+_RULE = "rule.json"
+_RULE_FILES = (_RULE, _META)
+RULES = {"equal_weight": (), "inverse_volatility": ("window",),
+         "optimizer": ("objective", "window")}
+"""Rules a registry version may hold instead of a network, and their parameters."""
 _RESERVED_META = ("created", "kind", "assets", "lookback")
 _ACTIVATE_HINT = ("activate another version (POST /v1/models/NAME/activate on the service, "
                   "ModelRegistry(root).activate(name, version), or `neuralfolio retrain`)")
@@ -79,6 +87,36 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def rule_policy(rule: dict[str, Any]) -> Any:
+    """The policy of a rule version: ``{"rule": "equal_weight"}``,
+    ``{"rule": "inverse_volatility", "window": 126}`` or ``{"rule": "optimizer",
+    "objective": "min_variance", "window": 126}``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown rule or a bad parameter.
+    """
+    from neuralfolio.policies import EqualWeight, InverseVolatility, OptimizerPolicy
+
+    if not isinstance(rule, dict) or rule.get("rule") not in RULES:
+        raise ConfigError(f"a rule is a dict with 'rule' one of {sorted(RULES)}, got "
+                          f"{rule!r}.")
+    name = rule["rule"]
+    extra = sorted(set(rule) - {"rule", *RULES[name]})
+    if extra:
+        raise ConfigError(f"rule {name!r} takes {list(RULES[name]) or 'no parameters'}; "
+                          f"unknown {extra}.")
+    window = rule.get("window", 126)
+    if "window" in RULES[name] and not (isinstance(window, int) and window >= 2):
+        raise ConfigError(f"rule {name!r}: window must be an integer >= 2, got {window!r}.")
+    if name == "equal_weight":
+        return EqualWeight()
+    if name == "inverse_volatility":
+        return InverseVolatility(window)
+    return OptimizerPolicy(str(rule.get("objective", "min_variance")), window)
 
 
 def _age(path: Path) -> float:
@@ -119,6 +157,11 @@ class ModelRecord:
     def label(self) -> str:
         """``"<name>:<version>"``, as written in audit logs and responses."""
         return f"{self.name}:{self.version}"
+
+    @property
+    def is_rule(self) -> bool:
+        """Whether the version holds a rule (1/N, an optimizer) rather than a network."""
+        return self.meta.get("kind") == "rule"
 
 
 class ModelRegistry:
@@ -174,7 +217,8 @@ class ModelRegistry:
         out = []
         for p in d.iterdir():
             m = _VERSION_DIR.fullmatch(p.name)
-            if m and all((p / f).is_file() for f in _FILES):
+            if m and (all((p / f).is_file() for f in _FILES)
+                      or all((p / f).is_file() for f in _RULE_FILES)):
                 out.append(int(m.group(1)))
         return sorted(out)
 
@@ -236,27 +280,56 @@ class ModelRegistry:
             raise ConfigError(f"the registry stores NumpyAllocator runtimes, not "
                               f"{type(runtime).__name__}; convert a trained model with "
                               ".to_numpy_runtime() first.")
+        meta = self._meta(meta, kind=runtime.kind, assets=list(runtime.assets),
+                          lookback=int(runtime.lookback))
+        return self._write(name, meta, runtime.save, _FILES)
+
+    def register_rule(self, rule: dict[str, Any], name: str,
+                      meta: dict[str, Any] | None = None) -> ModelRecord:
+        """Store a rule (1/N, inverse volatility, an optimizer; see :func:`rule_policy`) as
+        the next version of ``name``: a service can serve it like a network (its answers
+        are the rule's, decided by the same stepper as in the walk-forward backtest).
+
+        Raises
+        ------
+        ConfigError
+            A bad name, rule or meta.
+        """
+        self._check_name(name)
+        policy = rule_policy(rule)
+        rule = dict(rule)
+        extra = {"objective": rule.get("objective", "min_variance"),
+                 "window": rule.get("window", 126)} if rule["rule"] == "optimizer" else {}
+        meta = self._meta({**extra, **(meta or {})}, kind="rule", assets=[],
+                          lookback=int(policy.lookback))
+        text = json.dumps(rule, indent=2)
+        return self._write(name, meta, lambda d: (d / _RULE).write_text(text), _RULE_FILES)
+
+    @staticmethod
+    def _meta(meta: dict[str, Any] | None, **filled: Any) -> str:
         meta = dict(meta or {})
         clash = sorted(set(meta) & set(_RESERVED_META))
         if clash:
             raise ConfigError(f"meta keys {clash} are filled in by the registry; rename them "
                               f"(reserved: {', '.join(_RESERVED_META)}).")
-        meta.update(created=_now(), kind=runtime.kind, assets=list(runtime.assets),
-                    lookback=int(runtime.lookback))
+        meta.update(created=_now(), **filled)
         try:
-            meta_text = json.dumps(meta, indent=2)
+            return json.dumps(meta, indent=2)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model meta must be JSON-serializable: {exc}; pass plain "
                               "numbers, strings, lists and dicts.") from exc
 
+    def _write(self, name: str, meta_text: str, save: Any, files: tuple[str, ...]
+               ) -> ModelRecord:
+        """Write a version atomically: ``save(tmp_dir)`` and the meta, then rename."""
         model_dir = self.models_dir / name
         model_dir.mkdir(parents=True, exist_ok=True)
         tmp = model_dir / f"{_TMP}{uuid.uuid4().hex}"
         try:
             tmp.mkdir()
-            runtime.save(tmp)
+            save(tmp)
             (tmp / _META).write_text(meta_text)
-            for f in _FILES:
+            for f in files:
                 _fsync_file(tmp / f)
             _fsync_dir(tmp)
             version = self._taken(name) + 1
@@ -277,7 +350,7 @@ class ModelRegistry:
             raise
         _fsync_dir(model_dir)
         _fsync_dir(self.models_dir)
-        return ModelRecord(name, version, target, meta)
+        return ModelRecord(name, version, target, json.loads(meta_text))
 
     def activate(self, name: str, version: int | None = None) -> ModelRecord:
         """Make a version the active one, after checking that it loads.
@@ -299,7 +372,7 @@ class ModelRegistry:
             The version does not exist or does not load.
         """
         record = self.get(name, version)
-        self.load(record)
+        self.load_policy(record)
         payload = json.dumps({"name": record.name, "version": record.version,
                               "activated": _now()})
         tmp = self.root / f"{_ACTIVE}{_TMP}{uuid.uuid4().hex}"
@@ -381,6 +454,9 @@ class ModelRegistry:
         ModelError
             Its files are missing or damaged.
         """
+        if record.is_rule:
+            raise ModelError(f"{record.label} is a rule version, not a network; load it "
+                             "with load_policy.")
         try:
             return NumpyAllocator.load(record.path)
         except ModelError:
@@ -389,6 +465,26 @@ class ModelRegistry:
             raise ModelError(f"model {record.label} at {record.path} does not load "
                              f"({type(exc).__name__}: {exc}); delete that directory and "
                              "register the model again.") from exc
+
+    def load_policy(self, record: ModelRecord) -> Any:
+        """The version as a policy: a :class:`~neuralfolio.policies.RuntimePolicy` of its
+        network, or its rule's policy.
+
+        Raises
+        ------
+        ModelError
+            Its files are missing or damaged.
+        """
+        from neuralfolio.policies import RuntimePolicy
+
+        if not record.is_rule:
+            return RuntimePolicy(self.load(record))
+        try:
+            return rule_policy(json.loads((record.path / _RULE).read_text()))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"rule {record.label} at {record.path} does not load "
+                             f"({type(exc).__name__}: {exc}); delete that directory and "
+                             "register the rule again.") from exc
 
     def active(self) -> ModelRecord | None:
         """The active version, or None when none was activated.
