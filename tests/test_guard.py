@@ -42,6 +42,9 @@ def test_output_promise_checks_long_only_and_long_short():
     assert ls.check(np.array([1.0, -1.0])) is None
     assert "gross" in ls.check(np.array([1.5, -1.5]))
     assert "sum" in ls.check(np.array([1.0, -0.5]))
+    assert "non-finite" in ls.check(np.array([np.inf, -np.inf]))
+    assert "non-finite" in lo.check(np.array([np.inf, 0.0]))
+    assert "non-finite" in lo.check(np.array([-np.inf, 2.0]))
     with pytest.raises(ConfigError, match="gross"):
         OutputPromise("long_short")
     with pytest.raises(ConfigError, match="kind"):

@@ -67,16 +67,16 @@ class InputRange:
                               f"shapes {mean.shape} and {std.shape}.")
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
-        object.__setattr__(self, "_inv", 1.0 / std)
+        object.__setattr__(self, "_band", self.z_max * std)
 
     def check(self, raw: np.ndarray) -> str | None:
         """None when ``raw`` (n_features,) is in range, else the reason. Inputs of another
         length (a model that reads other inputs) are not checked."""
         if len(raw) != len(self.mean):
             return None
-        z = float(np.max(np.abs((raw - self.mean) * self._inv)))
-        if math.isfinite(z) and z <= self.z_max:
+        if (np.abs(raw - self.mean) <= self._band).all():  # False for NaN
             return None
+        z = float(np.max(np.abs(raw - self.mean) / self.std))
         return (f"input outside the training distribution (max |z| = {z:.1f} > "
                 f"{self.z_max:g})")
 
@@ -119,17 +119,21 @@ class OutputPromise:
 
     def check(self, w: np.ndarray) -> str | None:
         """None when ``w`` (n_assets,) keeps the promise, else the reason."""
-        if not np.all(np.isfinite(w)):
-            return "output check failed (non-finite weights)"
+        # a NaN or an infinite weight makes the sum or the minimum (or the gross) non-finite
         tol, s = self.tol, float(w.sum())
         if self.kind == "long_short":
             gross = float(np.abs(w).sum())
+            if not (math.isfinite(s) and math.isfinite(gross)):
+                return "output check failed (non-finite weights)"
             if abs(s - self.net) > tol or gross > self.gross + tol:
                 return (f"output check failed (sum {s:.6f}, gross {gross:.4f}; promised sum "
                         f"{self.net:g}, gross <= {self.gross:g})")
             return None
-        if w.min() < -tol or abs(s - 1.0) > tol:
-            return (f"output check failed (min weight {w.min():.2e}, sum {s:.8f}; promised "
+        low = float(w.min())
+        if not (math.isfinite(s) and math.isfinite(low)):
+            return "output check failed (non-finite weights)"
+        if low < -tol or abs(s - 1.0) > tol:
+            return (f"output check failed (min weight {low:.2e}, sum {s:.8f}; promised "
                     "long-only, summing to 1)")
         return None
 

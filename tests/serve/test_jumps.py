@@ -238,3 +238,35 @@ def test_replay_confirms_the_jumps_of_recorded_history(registry_copy, market, tm
                                           "--limit", "10"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "jumps confirmed 1" in " ".join(result.output.split())
+
+
+def _reference_jumps(prices, sd, min_vol, max_lr, last_only):
+    """The jump rule written out plainly: every row's test against the robust limits."""
+    r = np.diff(np.log(prices), axis=0)
+    vol = np.maximum(1.4826 * np.median(np.abs(r - np.median(r, axis=0)), axis=0), min_vol)
+    limit = sd * vol if sd else np.full(prices.shape[1], np.inf)
+    if max_lr:
+        limit = np.minimum(limit, max_lr)
+    rows = range(len(r) - 1, len(r)) if last_only else range(len(r))
+    return [(t + 1, j) for t in rows for j in range(prices.shape[1]) if abs(r[t, j]) > limit[j]]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_find_jumps_fast_path_finds_what_the_full_rule_finds(seed):
+    from neuralfolio.serve.engine import find_jumps
+
+    rng = np.random.default_rng(seed)
+    n, t = int(rng.integers(1, 6)), int(rng.integers(2, 40))
+    scale = float(rng.choice([0.001, 0.01, 0.05, 0.2]))
+    r = rng.normal(0, scale, (t, n))
+    r[rng.random((t, n)) < 0.05] *= 30  # some outliers
+    prices = 100 * np.exp(np.cumsum(r, axis=0))
+    sd = float(rng.choice([0.0, 3.0, 15.0]))
+    min_vol = float(rng.choice([0.0, 0.005, 0.02]))
+    max_lr = float(rng.choice([0.0, 0.2, 1.0]))
+    assets = [f"A{i}" for i in range(n)]
+    for last_only in (False, True):
+        got = find_jumps(prices, assets, sd=sd, min_vol=min_vol, max_log_return=max_lr,
+                         last_only=last_only)
+        assert [(j["row"], assets.index(j["asset"])) for j in got] == _reference_jumps(
+            prices, sd, min_vol, max_lr, last_only)

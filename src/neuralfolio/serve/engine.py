@@ -275,7 +275,15 @@ def find_jumps(prices: np.ndarray, assets: list[str], *, sd: float | None = 15.0
     """
     if len(prices) < 2:
         return []
-    r = np.diff(np.log(prices), axis=0)
+    r = (np.log(prices[-1] / prices[-2])[None] if last_only
+         else np.diff(np.log(prices), axis=0))
+    # No limit is below min(sd * min_vol, max_log_return): smaller moves are never jumps,
+    # and the robust volatilities (medians over the window) are needed only for larger ones.
+    floor = min(sd * min_vol if sd else math.inf, max_log_return or math.inf)
+    if float(np.max(np.abs(r))) <= floor:  # NaN-free: prices are checked positive
+        return []
+    if last_only:
+        r = np.diff(np.log(prices), axis=0)
     vol = np.maximum(_MAD_TO_SD * np.median(np.abs(r - np.median(r, axis=0)), axis=0),
                      min_vol)
     limit = sd * vol if sd else np.full(len(assets), np.inf)
