@@ -1,4 +1,5 @@
-"""The service's commands: ``serve``, ``retrain``, ``audit`` and ``replay``."""
+"""The service's commands: ``serve``, ``retrain``, ``register-rule``, ``audit`` and
+``replay``."""
 
 from __future__ import annotations
 
@@ -142,6 +143,58 @@ def retrain(
         if every is None:
             return
         time.sleep(every * 3600)
+
+
+def register_rule(
+    rule: Annotated[str, typer.Argument(
+        help="equal_weight, inverse_volatility or optimizer.")],
+    registry: RegistryOpt = Path("models/registry"),
+    name: Annotated[str | None, typer.Option(
+        help="Name in the registry (default: the rule's, or opt-<objective>).")] = None,
+    objective: Annotated[str, typer.Option(help="The optimizer's objective.")] =
+        "min_variance",
+    window: Annotated[int, typer.Option(help="Returns per window (inverse_volatility, "
+                                             "optimizer).")] = 126,
+    activate: Annotated[bool, typer.Option("--activate",
+                                           help="Make it the active version.")] = False,
+    service: Annotated[str | None, typer.Option(
+        help="URL of a running service to switch to it (with --activate and --token).")]
+        = None,
+    token: Annotated[str | None, typer.Option(envvar="NEURALFOLIO_TOKEN",
+                                              help="Admin token of --service.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Register a rule (1/N, inverse volatility or the exact optimizer) as a model version,
+    so that a service answers with it: a baseline, or a stand-in while no network is good.
+
+    Example: neuralfolio register-rule optimizer --objective min_cvar --window 250
+    --registry models/registry --activate
+    """
+    from neuralfolio.serve import ModelRegistry
+    from neuralfolio.serve.registry import RULES
+
+    if rule not in RULES:
+        raise ConfigError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}.")
+    spec: dict = {"rule": rule}
+    if "window" in RULES[rule]:
+        spec["window"] = window
+    if "objective" in RULES[rule]:
+        spec["objective"] = objective
+    name = name or (f"opt-{objective}".replace("_", "-") if rule == "optimizer"
+                    else rule.replace("_", "-"))
+    reg = ModelRegistry(registry)
+    record = reg.register_rule(spec, name)
+    if activate:
+        reg.activate(record.name, record.version)
+        if service:
+            _activate_remote(service, token, record.label)
+    if json_out:
+        sys.stdout.write(json.dumps({"model": record.label, "rule": spec,
+                                     "activated": activate}) + "\n")
+    else:
+        console.print(f"registered {record.label} ({json.dumps(spec)})"
+                      + (" [green]activated[/]" if activate else "")
+                      + (f" on {service}" if activate and service else ""))
 
 
 def _activate_remote(service: str, token: str | None, label: str) -> None:

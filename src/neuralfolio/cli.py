@@ -716,7 +716,8 @@ app.add_typer(scratch_app, name="scratch")
 
 from neuralfolio import _cli_serve  # noqa: E402 - the weights service's commands
 
-for _command in (_cli_serve.serve, _cli_serve.retrain, _cli_serve.audit, _cli_serve.replay):
+for _command in (_cli_serve.serve, _cli_serve.retrain, _cli_serve.register_rule,
+                 _cli_serve.audit, _cli_serve.replay):
     app.command()(_command)
 
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from neuralfolio.cli import app
 from neuralfolio.data import load_prices
+from neuralfolio.errors import ConfigError
 from neuralfolio.serve import Engine, ModelRegistry, ServiceConfig, create_app
 
 runner = CliRunner()
@@ -171,3 +172,30 @@ def test_replay_streams_ticks_into_a_live_server(registry, live_server):
     dates = load_prices("gfc").loc["2009-01-02":].index
     assert state["last_timestamp"].startswith(str(dates[19].date()))
     assert "20 ticks" in result.stdout
+
+
+def test_register_rule_serves_the_exact_optimizer(tmp_path):
+    from neuralfolio.policies import OptimizerPolicy
+
+    out = json.loads(_invoke("register-rule", "optimizer", "--window", 40, "--registry",
+                             tmp_path, "--activate", "--json").stdout)
+    assert out == {"model": "opt-min-variance:1", "activated": True,
+                   "rule": {"rule": "optimizer", "window": 40, "objective": "min_variance"}}
+    prices = load_prices("gfc").iloc[:41]
+    config = ServiceConfig(registry=tmp_path)
+    with TestClient(create_app(config, Engine(config))) as client:
+        r = client.post("/v1/weights", json={"assets": list(prices.columns),
+                                             "prices": prices.to_numpy().tolist()})
+        assert r.status_code == 200, r.text
+        body = r.json()
+    assert body["model"] == "opt-min-variance:1" and body["fallback"] is False
+    expected = OptimizerPolicy("min_variance", 40).weights(prices.to_numpy())
+    np.testing.assert_allclose([body["weights"][a] for a in prices.columns], expected,
+                               atol=1e-7)
+
+
+def test_register_rule_refuses_an_unknown_rule(tmp_path):
+    result = runner.invoke(app, ["register-rule", "hrp", "--registry", str(tmp_path)])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, ConfigError) and "equal_weight" in str(
+        result.exception)
