@@ -141,3 +141,34 @@ def test_a_guarded_rule_backtests_like_the_rule_and_batch_equals_steps(prices):
 def test_guarded_policy_refuses_what_is_not_a_policy():
     with pytest.raises(ConfigError, match="must be a policy"):
         GuardedPolicy(EqualWeight(), fallback="optimizer")
+
+
+class _Raising(_Base):
+    """A policy (or fallback) whose decision raises on the rows in ``bad``."""
+
+    lookback = 2
+
+    def __init__(self, bad_rows, error=np.linalg.LinAlgError("Singular matrix")):
+        self.bad, self.error = {tuple(r) for r in bad_rows}, error
+
+    def weights(self, history):
+        if tuple(np.asarray(history)[-1]) in self.bad:
+            raise self.error
+        return np.full(np.asarray(history).shape[1], 1.0 / np.asarray(history).shape[1])
+
+
+def test_a_policy_that_raises_is_a_failed_check_and_a_failing_fallback_is_survived(prices):
+    values = prices.to_numpy()
+    guard = GuardedPolicy(_Raising([values[100], values[101]]),
+                          fallback=_Raising([values[101]], ValueError("solver failed")))
+    st = guard.stepper(values[:100])
+    assert st.decide().source == "policy"
+    st.push(values[100])
+    d = st.decide()
+    assert d.source == "fallback" and "LinAlgError: Singular matrix" in d.reason
+    st.push(values[101])  # both fail: the last good weights answer
+    d = st.decide()
+    assert d.source == "last_good" and "the fallback failed too" in d.reason
+    assert "solver failed" in d.reason
+    st.push(values[102])
+    assert st.decide().source == "policy"

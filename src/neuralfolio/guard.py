@@ -219,22 +219,25 @@ class GuardedStepper(Stepper):
         clock = time.perf_counter
         reason, w = suspect, None
         if reason is None:
-            t0 = clock()
-            if g.inputs is not None and hasattr(self.inner, "features"):
-                raw = self.inner.features()
-                t1 = clock()
-                stages["features"] = t1 - t0
-                reason = g.inputs.check(raw)
+            try:
                 t0 = clock()
-                stages["checks"] = t0 - t1
-            if reason is None:
-                w = self.inner.weights()
-                t1 = clock()
-                stages["forward"] = t1 - t0
-                reason = g.promise.check(w) if g.promise is not None else None
-                if reason is None and g.alert is not None:
-                    reason = g.alert()
-                stages["checks"] = stages.get("checks", 0.0) + clock() - t1
+                if g.inputs is not None and hasattr(self.inner, "features"):
+                    raw = self.inner.features()
+                    t1 = clock()
+                    stages["features"] = t1 - t0
+                    reason = g.inputs.check(raw)
+                    t0 = clock()
+                    stages["checks"] = t0 - t1
+                if reason is None:
+                    w = self.inner.weights()
+                    t1 = clock()
+                    stages["forward"] = t1 - t0
+                    reason = g.promise.check(w) if g.promise is not None else None
+                    if reason is None and g.alert is not None:
+                        reason = g.alert()
+                    stages["checks"] = stages.get("checks", 0.0) + clock() - t1
+            except Exception as exc:  # a policy that fails is a failed check, not an outage
+                reason = f"policy failed ({type(exc).__name__}: {exc})"
         if reason is None:
             self.last_good = w
             decision = GuardDecision(w, "policy", None, stages)
@@ -248,9 +251,13 @@ class GuardedStepper(Stepper):
         if suspect and self.last_good is not None:
             return GuardDecision(self.last_good, "last_good", reason, stages)
         t0 = time.perf_counter()
-        fb = self.fallback_stepper()
-        if fb is not None:
-            w = fb.weights()
+        try:
+            fb = self.fallback_stepper()
+            w = None if fb is None else fb.weights()
+        except Exception as exc:  # e.g. a solver failure: the last good weights, if any
+            w = None  # its state (pushed rows) stays valid: it is asked again next row
+            reason = f"{reason}; the fallback failed too ({type(exc).__name__}: {exc})"
+        if w is not None:
             stages["fallback"] = time.perf_counter() - t0
             return GuardDecision(w, "fallback", reason, stages)
         if self.last_good is not None:
