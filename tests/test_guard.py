@@ -148,8 +148,9 @@ class _Raising(_Base):
 
     lookback = 2
 
-    def __init__(self, bad_rows, error=np.linalg.LinAlgError("Singular matrix")):
-        self.bad, self.error = {tuple(r) for r in bad_rows}, error
+    def __init__(self, bad_rows, error=None):
+        self.bad = {tuple(r) for r in bad_rows}
+        self.error = error or np.linalg.LinAlgError("Singular matrix")
 
     def weights(self, history):
         if tuple(np.asarray(history)[-1]) in self.bad:
