@@ -84,4 +84,6 @@ def test_sigkill_during_activations_leaves_a_servable_registry(registry_copy, ma
             assert r.status_code == 200 and r.json()["model"] in labels
             assert abs(sum(r.json()["weights"].values()) - 1) < 1e-9
         leftovers = [p.name for p in registry_copy.iterdir() if ".tmp" in p.name]
-        assert len(leftovers) <= 1  # at most the one write the kill interrupted
+        # at most one interrupted write per kill so far (younger than the registry's
+        # stale_after, so no reader removed them yet; every reader ignores them)
+        assert len(leftovers) <= _round + 1
