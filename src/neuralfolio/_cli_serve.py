@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import time
@@ -72,6 +73,11 @@ def serve(
                                    jump_min_vol=jump_min_vol,
                                    jump_max_log_return=jump_max_log_return,
                                    jump_mode=jump_mode))
+    # Everything loaded so far (PyTorch, pandas, the model) lives as long as the process:
+    # out of the collector's sight, a full collection takes microseconds instead of the
+    # ~0.1 s pause (on ~270k objects) that a request would otherwise wait behind.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, loop=_fast("uvloop"), http=_fast("httptools"),
                 log_level="info" if access_log else "warning", access_log=access_log,
                 timeout_keep_alive=keep_alive)

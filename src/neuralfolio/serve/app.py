@@ -47,6 +47,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.routing import APIRoute
 from prometheus_client import Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -513,10 +514,11 @@ def create_app(config: ServiceConfig, engine: Engine | None = None) -> FastAPI:
                        body: ActivateIn | None = None) -> dict[str, Any]:
         """Make a version active (admin token). In-flight requests finish on the version
         they started with; the next ones use the new one."""
-        # On the event loop, like the decisions: loading a version takes a few ms; in a
-        # worker thread it waits for the GIL behind the loop at every step (~0.4 s a swap
-        # under load).
-        record = engine.activate(name, None if body is None else body.version)
+        # In a worker thread: activation fsyncs the registry (tens of ms on a disk busy
+        # with the audit log's writes), which on the event loop would stall every request
+        # meanwhile; the swap itself is one assignment, so requests never see half of it.
+        record = await run_in_threadpool(engine.activate, name,
+                                         None if body is None else body.version)
         return {"active": record.label}
 
     # ------------------------------------------------------------ operations
