@@ -35,6 +35,7 @@ import pandas as pd
 from neuralfolio.data import require_history, simple_returns
 from neuralfolio.errors import ConfigError, DataError
 from neuralfolio.risk import RECOMPUTE_EVERY, RollingMoments, ledoit_wolf, rolling_ledoit_wolf
+from neuralfolio.risk._rolling import SolveMethod
 
 __all__ = [
     "FEATURE_KINDS",
@@ -140,6 +141,53 @@ def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, k=1)
 
 
+@functools.cache
+def _upper_flat(n: int) -> np.ndarray:
+    """Flat indices of the upper triangle of an (n, n) C-order matrix, row-major."""
+    rows, cols = _upper(n)
+    return rows * n + cols
+
+
+def _features_into(sample: np.ndarray, shrinkage: float, mu: float, u: np.ndarray | None,
+                   scratch: np.ndarray) -> np.ndarray:
+    """:func:`covariance_features` of the Ledoit-Wolf covariance
+    ``S = (1 - shrinkage) sample + shrinkage mu I``, without forming ``S``: no (n_pairs,)
+    gathers of volatilities, one pass to scale ``sample`` into correlations and one
+    ``take`` of their upper triangle (equal to :func:`covariance_features` to a few ulps).
+
+    Parameters
+    ----------
+    sample : ndarray, shape (n_assets, n_assets)
+    shrinkage, mu : float
+    u : ndarray, shape (n_assets,), or None
+        The unconstrained weights of ``S``, appended when given.
+    scratch : ndarray, shape (n_assets, n_assets)
+        Overwritten with the correlation matrix.
+
+    Returns
+    -------
+    ndarray, shape (n_assets + n_assets * (n_assets - 1) / 2 (+ n_assets),)
+    """
+    n = len(sample)
+    n_pairs = n * (n - 1) // 2
+    out = np.empty(n + n_pairs + (n if u is not None else 0))
+    var = np.diagonal(sample) * (1.0 - shrinkage)
+    var += shrinkage * mu  # the diagonal of S
+    log_vol = out[:n]
+    np.log(var, out=log_vol)
+    log_vol *= 0.5
+    log_vol -= log_vol.mean()
+    # S_ij / (vol_i vol_j) = sample_ij w_i w_j off the diagonal, w = sqrt((1 - shrinkage) / var)
+    w = np.divide(1.0 - shrinkage, var, out=var)
+    np.sqrt(w, out=w)
+    np.multiply(sample, w[:, None], out=scratch)
+    scratch *= w
+    np.take(scratch, _upper_flat(n), out=out[n:n + n_pairs])
+    if u is not None:
+        out[n + n_pairs:] = u
+    return out
+
+
 def make_features(prices: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Raw (unscaled) inputs for every date that has enough history.
 
@@ -225,15 +273,22 @@ class FeatureStepper:
     :func:`latest_features`.
 
     ``risk`` inputs come from a :class:`~neuralfolio.risk.RollingMoments` of the window's
-    returns (an O(n_assets^2) update per row instead of a fresh Ledoit-Wolf estimate, then
-    the O(n_assets^3) unconstrained weights); ``returns`` inputs from a ring of the window;
-    ``prices`` inputs are the latest row.
+    returns: an O(n_assets^2) update per row instead of a fresh Ledoit-Wolf estimate, the
+    correlations in two passes over one (n_assets, n_assets) buffer, and the unconstrained
+    weights by a direct O(n_assets^3) solve or, when the window is shorter than the
+    universe (:func:`~neuralfolio.risk.woodbury_is_cheaper`), exactly through Woodbury's
+    identity on the window's returns in O(window * n_assets + window^3) (see
+    :meth:`~neuralfolio.risk.RollingMoments.unconstrained_weights`). ``returns`` inputs
+    come from a ring of the window; ``prices`` inputs are the latest row.
 
     Parameters
     ----------
     spec : FeatureSpec
     recompute_every : int
         Exact rebuilds of the rolling sums (see :class:`~neuralfolio.risk.RollingMoments`).
+    solve : {"auto", "woodbury", "direct"}
+        How the unconstrained weights are solved; ``"auto"`` picks the cheaper by the sizes.
+        All equal :func:`latest_features` to about 1e-13 relative.
 
     Examples
     --------
@@ -245,9 +300,13 @@ class FeatureStepper:
     True
     """
 
-    def __init__(self, spec: FeatureSpec, *, recompute_every: int = RECOMPUTE_EVERY) -> None:
+    def __init__(self, spec: FeatureSpec, *, recompute_every: int = RECOMPUTE_EVERY,
+                 solve: SolveMethod = "auto") -> None:
+        if solve not in ("auto", "woodbury", "direct"):
+            raise ConfigError(f"solve must be 'auto', 'woodbury' or 'direct', got {solve!r}.")
         self.spec = spec
         self.recompute_every = recompute_every
+        self.solve = solve
 
     def start(self, history: np.ndarray) -> FeatureStepper:
         """Begin from a price history, shape (>= spec.lookback, n_assets), oldest first."""
@@ -261,10 +320,12 @@ class FeatureStepper:
         self.n_assets = h.shape[1]
         self._last = tail[-1].copy()
         self._raw: np.ndarray | None = None
+        self._terms: tuple[np.ndarray, float, float] | None = None
         self._cov: np.ndarray | None = None
         if spec.kind == "risk":
             self._moments = RollingMoments(spec.window, recompute_every=self.recompute_every)
             self._moments.start(tail[1:] / tail[:-1] - 1.0)
+            self._scratch = np.empty((self.n_assets, self.n_assets))
         elif spec.kind == "returns":
             self._ring = tail[1:] / tail[:-1] - 1.0
             self._head = 0
@@ -275,12 +336,17 @@ class FeatureStepper:
         row = check_price_row(row, self.n_assets) if check else row
         r = row / self._last - 1.0
         self._last = np.array(row, dtype=np.float64)
-        self._raw = self._cov = None
+        self._raw = self._terms = self._cov = None
         if self.spec.kind == "risk":
             self._moments.push(r, check=False)
         elif self.spec.kind == "returns":
             self._ring[self._head] = r
             self._head = (self._head + 1) % len(self._ring)
+
+    def _lw_terms(self) -> tuple[np.ndarray, float, float]:
+        if self._terms is None:
+            self._terms = self._moments.ledoit_wolf_terms()
+        return self._terms
 
     def covariance(self) -> np.ndarray:
         """The window's Ledoit-Wolf covariance (``risk`` inputs only), shape
@@ -288,7 +354,9 @@ class FeatureStepper:
         if self.spec.kind != "risk":
             raise ConfigError(f"{self.spec.kind} inputs keep no covariance.")
         if self._cov is None:
-            self._cov = self._moments.ledoit_wolf()[0]
+            sample, shrinkage, mu = self._lw_terms()
+            self._cov = sample * (1.0 - shrinkage)
+            self._cov.flat[:: self.n_assets + 1] += shrinkage * mu
         return self._cov
 
     def features(self) -> np.ndarray:
@@ -301,7 +369,11 @@ class FeatureStepper:
                 h = self._head
                 self._raw = np.concatenate([self._ring[h:], self._ring[:h]]).reshape(-1)
             else:
-                self._raw = covariance_features(self.covariance(), self.spec.unconstrained)
+                terms = self._lw_terms()
+                u = (self._moments.unconstrained_weights(self.solve, terms=terms,
+                                                         covariance=self._cov)
+                     if self.spec.unconstrained else None)
+                self._raw = _features_into(*terms, u, self._scratch)
         return self._raw
 
     @property
