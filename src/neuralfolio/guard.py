@@ -262,8 +262,11 @@ class GuardedStepper(Stepper):
             return GuardDecision(w, "fallback", reason, stages)
         if self.last_good is not None:
             return GuardDecision(self.last_good, "last_good", reason, stages)
-        raise NoFallbackError(f"{reason}, and there is no fallback: no fallback policy and no "
-                              "earlier weights that passed the checks.")
+        raise NoFallbackError(
+            f"{reason}; no earlier weights passed the checks to answer with instead"
+            if self.guard.fallback is not None else
+            f"{reason}, and there is no fallback: no fallback policy and no earlier weights "
+            "that passed the checks.")
 
     def _weights(self) -> np.ndarray:
         return np.array(self.decide().weights, dtype=np.float64)

@@ -559,3 +559,20 @@ def test_serve_falls_back_to_uvicorns_defaults_without_uvloop():
     from neuralfolio._cli_serve import _fast
 
     assert _fast("uvloop") == "uvloop" and _fast("no_such_module_here") == "auto"
+
+
+def test_constant_prices_get_a_reason_not_a_server_error(service, market):
+    """A window of constant prices (a halted market, a stale feed): the network's inputs and
+    the optimizer both fail on a zero covariance; the answer is a 503 naming both."""
+    flat = [[100.0, 50.0, 20.0, 10.0]] * (WINDOW + 1)
+    r = service.post("/v1/weights", json={"assets": ASSETS, "prices": flat})
+    assert r.status_code == 503
+    detail = r.json()["detail"]
+    assert "policy failed" in detail and "the fallback failed too" in detail
+    assert "no earlier weights" in detail
+    # one halted asset among moving ones is answered
+    rows = np.array(window(market, 330))
+    rows[:, 2] = 20.0
+    r = service.post("/v1/weights", json={"assets": ASSETS, "prices": rows.tolist()})
+    assert r.status_code == 200, r.text
+    assert abs(sum(r.json()["weights"].values()) - 1) < 1e-6
