@@ -612,8 +612,8 @@ class Engine:
             jumps = self._guard_jumps(given, p.assets, confirmed, last_only=True)
             t1 = time.perf_counter()
             stages = {"jumps": t1 - t0}
-            perm = self._perm(model, p)
             stepper = p.stepper if p.model == model.label else None
+            perm = p.perm if stepper is not None else self._perm(model, p.assets)
             p.stepper = None  # until this decision succeeds: a failure starts afresh
             if stepper is None:
                 stepper = model.policy.stepper(given if perm is None else given[:, perm])
@@ -656,7 +656,7 @@ class Engine:
         jumps = self._guard_jumps(given, assets, confirmed, last_only=False,
                                   offset=len(rows) - len(given))
         t1 = time.perf_counter()
-        perm = self._perm(model, _Portfolio("", assets, None, None, ""))  # type: ignore
+        perm = self._perm(model, assets)
         stepper = model.policy.stepper(given if perm is None else given[:, perm])
         stages = {"jumps": t1 - t0, "update": time.perf_counter() - t1}
         return self._answer(model, stepper, perm, assets, None, None, given, jumps, stages, t0)
@@ -707,13 +707,12 @@ class Engine:
 
     # ----------------------------------------------------------------- decisions
     @staticmethod
-    def _perm(model: ActiveModel, p: _Portfolio) -> np.ndarray | None:
-        """Columns of the portfolio's prices in the model's asset order (None: as held)."""
-        if p.model == model.label and p.stepper is not None:
-            return p.perm
+    def _perm(model: ActiveModel, assets: list[str]) -> np.ndarray | None:
+        """Columns of prices given in ``assets`` order, in the model's asset order (None:
+        as given)."""
         if model.asset_agnostic:
             return None
-        trained, assets = model.assets, p.assets
+        trained = model.assets
         if sorted(assets) != sorted(trained):
             raise InputError(409, f"the active model {model.label} allocates "
                                   f"{trained}, not this portfolio's {assets}; "
