@@ -70,6 +70,8 @@ HISTORY_ROWS = 1024
 """Price rows kept per portfolio (enough for any model's and the optimizer's window)."""
 
 
+AUDIT_FAILURE_MODES = ("refuse", "answer")
+"""What the service does with a decision it cannot record (see :class:`ServiceConfig`)."""
 JUMP_MODES = ("reject", "flag", "off")
 """What the jump guard does with an unconfirmed jump (see :class:`ServiceConfig`)."""
 _MAD_TO_SD = 1.4826
@@ -129,6 +131,38 @@ class ServiceConfig:
         ``"reject"``: an unconfirmed jump is refused with 409 and nothing changes;
         ``"flag"``: it is accepted, and answered with the last good weights (or the
         optimizer's), flagged, with the reason in the audit log; ``"off"``: no guard.
+    audit_on_failure : {"refuse", "answer"}
+        When a decision cannot be recorded (the audit database is full, locked or gone):
+        ``"refuse"`` answers 503 with the reason, and a portfolio's tick is not taken;
+        ``"answer"`` answers 200 with ``"recorded": false`` and the reason.
+    audit_timeout : float
+        Seconds a decision waits for its audit commit before it counts as not recorded.
+    audit_queue : int
+        Decisions waiting for the audit writer at most; more are refused with 503
+        (back-pressure) instead of piling up in memory.
+    audit_synchronous : {"normal", "full"}
+        SQLite's ``synchronous`` mode of a file audit database: ``"normal"`` survives a
+        killed process (a committed decision is in the OS's hands), ``"full"`` also a
+        power cut (one fsync per group commit).
+    max_body_bytes : int
+        Largest request body (and WebSocket message) taken; larger ones get 413.
+    max_assets : int
+        Most assets in a portfolio or a stateless request (422 beyond).
+    max_portfolios : int
+        Most portfolios held at once; creating one more gets 429 (after idle ones expired).
+    max_held_values : int
+        Most prices held over all portfolios (rows x assets, rows up to 1,024 each); a
+        portfolio that would pass it gets 429. Held prices take 16 bytes each.
+    portfolio_ttl_seconds : float or None
+        A portfolio without a tick (or creation) for this long is forgotten; None: never.
+    max_id_length : int
+        Longest portfolio id (ids hold ASCII letters, digits, ``-`` and ``_``).
+    max_clock_skew_seconds : float or None
+        Ticks stamped later than the server's clock plus this are refused (422); a clock
+        that runs ahead must not stop a portfolio's later ticks. None: no limit.
+    min_price, max_price : float
+        Prices outside ``[min_price, max_price]`` are refused (422): beyond them returns
+        and risk estimates leave floating point's safe range.
     """
 
     registry: str | Path
@@ -144,15 +178,45 @@ class ServiceConfig:
     jump_min_vol: float = 0.02
     jump_max_log_return: float | None = 1.0
     jump_mode: str = "reject"
+    audit_on_failure: str = "refuse"
+    audit_timeout: float = 5.0
+    audit_queue: int = 10_000
+    audit_synchronous: str = "normal"
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_assets: int = 500
+    max_portfolios: int = 1_000
+    max_held_values: int = 20_000_000
+    portfolio_ttl_seconds: float | None = 7 * 86_400.0
+    max_id_length: int = 64
+    max_clock_skew_seconds: float | None = 300.0
+    min_price: float = 1e-12
+    max_price: float = 1e12
 
     def __post_init__(self) -> None:
         if self.jump_mode not in JUMP_MODES:
             raise ConfigError(f"jump_mode must be one of {list(JUMP_MODES)}, got "
                               f"{self.jump_mode!r}.")
-        for name in ("jump_sd", "jump_min_vol", "jump_max_log_return"):
+        for name, allowed in (("audit_on_failure", AUDIT_FAILURE_MODES),
+                              ("audit_synchronous", ("normal", "full"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {list(allowed)}, got "
+                                  f"{getattr(self, name)!r}.")
+        for name in ("jump_sd", "jump_min_vol", "jump_max_log_return",
+                     "max_clock_skew_seconds"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value!r}.")
+        for name in ("audit_timeout", "audit_queue", "max_body_bytes", "max_assets",
+                     "max_portfolios", "max_held_values", "max_id_length", "min_price",
+                     "max_price", "portfolio_ttl_seconds"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value!r}.")
+        if self.max_assets < 2:
+            raise ConfigError(f"max_assets must be >= 2, got {self.max_assets!r}.")
+        if not self.min_price < self.max_price:
+            raise ConfigError(f"min_price ({self.min_price!r}) must be below max_price "
+                              f"({self.max_price!r}).")
 
 
 @dataclass(frozen=True)
@@ -851,6 +915,26 @@ class Engine:
         if age > limit:
             raise InputError(422, f"tick at {_iso(stamp)} is {age:.0f} s old, older than the "
                                   f"service's limit of {limit:g} s (stale data).")
+
+    # ------------------------------------------------------------------ async API
+    async def atick(self, pid: str, prices: dict[str, float] | list[float],
+                    timestamp: Any = None,
+                    confirm_jump: bool | list[str] = False) -> WeightsAnswer:
+        """:meth:`tick` for the event loop: waits for the audit commit without blocking it."""
+        return self.tick(pid, prices, timestamp, confirm_jump)
+
+    async def aweights(self, assets: list[str], prices: list[list[float]],
+                       confirm_jump: bool | list[str] = False) -> WeightsAnswer:
+        """:meth:`weights` for the event loop."""
+        return self.weights(assets, prices, confirm_jump)
+
+    def health(self) -> dict[str, Any]:
+        """Readiness: ``ready`` (bool), ``reasons`` (list of str, empty when ready),
+        ``model`` (active label or None) and ``audit`` (the audit log's health)."""
+        active = self._active
+        reasons = [] if active is not None else ["no active model"]
+        return {"ready": not reasons, "reasons": reasons,
+                "model": None if active is None else active.label, "audit": {"ok": True}}
 
     def close(self) -> None:
         """Stop the monitor and flush the audit log."""
