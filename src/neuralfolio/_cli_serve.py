@@ -22,14 +22,34 @@ RegistryOpt = Annotated[Path, typer.Option(help="Model registry directory.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead.")]
 
 
+# Flags of the ServiceConfig fields, so that its messages name what a user typed.
+_FLAGS = {
+    "max_age_seconds": "--max-age", "jump_sd": "--jump-sd", "jump_min_vol": "--jump-min-vol",
+    "jump_max_log_return": "--jump-max-log-return", "jump_mode": "--jump-mode",
+    "audit_on_failure": "--audit-on-failure", "audit_timeout": "--audit-timeout",
+    "audit_queue": "--audit-queue", "audit_synchronous": "--audit-synchronous",
+    "max_body_bytes": "--max-body-bytes", "max_assets": "--max-assets",
+    "max_portfolios": "--max-portfolios", "max_held_values": "--max-held-values",
+    "portfolio_ttl_seconds": "--portfolio-ttl", "max_id_length": "--max-id-length",
+    "max_clock_skew_seconds": "--max-clock-skew", "min_price": "--min-price",
+    "max_price": "--max-price",
+}
+_NO_SKEW_LIMIT = -1.0
+
+
 def serve(
+    ctx: typer.Context,
     registry: RegistryOpt = Path("models/registry"),
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port, 1 to 65535.")] = 8000,
     token: Annotated[str | None, typer.Option(
         envvar="NEURALFOLIO_TOKEN",
-        help="Bearer token of the admin routes (or $NEURALFOLIO_TOKEN); without one, "
-             "model activation over HTTP is disabled.")] = None,
+        help="Bearer token of the admin routes; without one, model activation over HTTP is "
+             "disabled. Prefer $NEURALFOLIO_TOKEN or --token-file: a token on the command "
+             "line is visible to every user of the machine (ps).")] = None,
+    token_file: Annotated[Path | None, typer.Option(
+        help="Read the admin token from this file (surrounding whitespace is stripped); "
+             "instead of --token or $NEURALFOLIO_TOKEN.")] = None,
     audit_url: Annotated[str | None, typer.Option(
         help="SQLAlchemy URL of the audit log (default sqlite in the registry).")] = None,
     max_age: Annotated[float | None, typer.Option(
@@ -48,6 +68,43 @@ def serve(
         help="reject: refuse a jump with 409, nothing changes; flag: accept it, answer the "
              "last good weights, flagged; off. A client takes a real jump with "
              '"confirm_jump": true.')] = "reject",
+    audit_on_failure: Annotated[str, typer.Option(
+        help="When a decision cannot be recorded in the audit log (database full, locked "
+             "or gone): refuse: answer 503 with the reason, a portfolio's tick is not "
+             'taken; answer: answer 200 with "recorded": false and the reason.')
+    ] = "refuse",
+    audit_timeout: Annotated[float, typer.Option(
+        help="Seconds a decision waits for its audit commit before it counts as not "
+             "recorded.")] = 5.0,
+    audit_queue: Annotated[int, typer.Option(
+        help="Most decisions waiting for the audit writer; more are refused with 503 "
+             "(back-pressure) instead of piling up in memory.")] = 10_000,
+    audit_synchronous: Annotated[str, typer.Option(
+        help="SQLite synchronous mode of a file audit log: normal survives a killed "
+             "process, full also a power cut (one fsync per group commit).")] = "normal",
+    max_body_bytes: Annotated[int, typer.Option(
+        help="Largest request body and WebSocket message taken, in bytes; larger ones get "
+             "413.")] = 8 * 1024 * 1024,
+    max_assets: Annotated[int, typer.Option(
+        help="Most assets in a portfolio or a stateless request (422 beyond).")] = 500,
+    max_portfolios: Annotated[int, typer.Option(
+        help="Most portfolios held at once; creating one more gets 429 (after idle ones "
+             "expired).")] = 1_000,
+    max_held_values: Annotated[int, typer.Option(
+        help="Most prices held over all portfolios (rows x assets; 16 bytes each); a "
+             "portfolio that would pass it gets 429.")] = 20_000_000,
+    portfolio_ttl: Annotated[float, typer.Option(
+        help="Seconds a portfolio without a tick (or creation) is kept before it is "
+             "forgotten (0: never).")] = 7 * 86_400.0,
+    max_id_length: Annotated[int, typer.Option(
+        help="Longest portfolio id (ASCII letters, digits, - and _).")] = 64,
+    max_clock_skew: Annotated[float, typer.Option(
+        help="Refuse (422) ticks stamped more than this many seconds after the server's "
+             "clock (0: none may be ahead; -1: no limit).")] = 300.0,
+    min_price: Annotated[float, typer.Option(
+        help="Prices below this are refused (422).")] = 1e-12,
+    max_price: Annotated[float, typer.Option(
+        help="Prices above this are refused (422).")] = 1e12,
     access_log: Annotated[bool, typer.Option(
         "--access-log", help="Log every request (uvicorn's access log; off by default, it "
                              "costs throughput).")] = False,
@@ -57,30 +114,135 @@ def serve(
     """Run the weights service (FastAPI + uvicorn) on the registry's active model.
 
     uvicorn runs on uvloop's event loop and the httptools HTTP parser when they are
-    installed (both are dependencies; uvicorn's defaults otherwise).
+    installed (both are dependencies; uvicorn's defaults otherwise). Give the admin token
+    in $NEURALFOLIO_TOKEN or with --token-file rather than --token, which other users of
+    the machine can read in the process list.
 
-    Example: neuralfolio serve --registry models/registry --port 8000 --token s3cret
+    Example: neuralfolio serve --registry models/registry --port 8000 --token-file token.txt
     """
     import uvicorn
-
-    from neuralfolio.serve import ServiceConfig, create_app
 
     if workers != 1:
         raise ConfigError("the service keeps each portfolio's state in memory: run one "
                           "process (--workers 1) and scale with more services per desk.")
-    app = create_app(ServiceConfig(registry=registry, audit_url=audit_url, token=token,
-                                   max_age_seconds=max_age, jump_sd=jump_sd,
-                                   jump_min_vol=jump_min_vol,
-                                   jump_max_log_return=jump_max_log_return,
-                                   jump_mode=jump_mode))
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a TCP port: give one from 1 to 65535, "
+                          "e.g. --port 8000.")
+    if max_clock_skew < 0 and max_clock_skew != _NO_SKEW_LIMIT:
+        raise ConfigError(f"--max-clock-skew {max_clock_skew:g}: give seconds >= 0, or -1 for "
+                          "no limit.")
+    if portfolio_ttl < 0:
+        raise ConfigError(f"--portfolio-ttl {portfolio_ttl:g}: give seconds > 0, or 0 to never "
+                          "forget an idle portfolio.")
+    token = _token(ctx, token, token_file)
+    config = _service_config(
+        registry=registry, audit_url=audit_url, token=token, max_age_seconds=max_age,
+        jump_sd=jump_sd, jump_min_vol=jump_min_vol, jump_max_log_return=jump_max_log_return,
+        jump_mode=jump_mode, audit_on_failure=audit_on_failure, audit_timeout=audit_timeout,
+        audit_queue=audit_queue, audit_synchronous=audit_synchronous,
+        max_body_bytes=max_body_bytes, max_assets=max_assets, max_portfolios=max_portfolios,
+        max_held_values=max_held_values,
+        portfolio_ttl_seconds=None if portfolio_ttl == 0 else portfolio_ttl,
+        max_id_length=max_id_length,
+        max_clock_skew_seconds=None if max_clock_skew == _NO_SKEW_LIMIT else max_clock_skew,
+        min_price=min_price, max_price=max_price)
+    _check_listen(host, port)
+
+    from neuralfolio.serve import create_app
+
+    app = create_app(config)
     # Everything loaded so far (PyTorch, pandas, the model) lives as long as the process:
     # out of the collector's sight, a full collection takes microseconds instead of the
     # ~0.1 s pause (on ~270k objects) that a request would otherwise wait behind.
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, loop=_fast("uvloop"), http=_fast("httptools"),
-                log_level="info" if access_log else "warning", access_log=access_log,
-                timeout_keep_alive=keep_alive)
+    try:
+        uvicorn.run(app, host=host, port=port, loop=_fast("uvloop"), http=_fast("httptools"),
+                    log_level="info" if access_log else "warning", access_log=access_log,
+                    timeout_keep_alive=keep_alive, ws_max_size=max_body_bytes)
+    except SystemExit as exc:
+        if exc.code == _UVICORN_STARTUP_FAILURE:  # uvicorn logged the reason just above
+            raise ConfigError(f"the service did not start on {host}:{port}; uvicorn's "
+                              "message above says why.") from None
+        raise
+
+
+_UVICORN_STARTUP_FAILURE = 3  # uvicorn.config.STARTUP_FAILURE
+
+
+def _token(ctx: typer.Context, token: str | None, token_file: Path | None) -> str | None:
+    """The admin token, from --token, $NEURALFOLIO_TOKEN or --token-file (one of them)."""
+    if token_file is None:
+        return token
+    if token is not None:
+        source = ctx.get_parameter_source("token")
+        given = ("$NEURALFOLIO_TOKEN" if getattr(source, "name", None) == "ENVIRONMENT"
+                 else "--token")
+        keep = ("unset $NEURALFOLIO_TOKEN or drop --token-file" if given.startswith("$")
+                else "give only one of them")
+        raise ConfigError(f"both {given} and --token-file {token_file} give the admin token; "
+                          f"{keep}.")
+    try:
+        text = token_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--token-file {token_file}: no such file. Write the admin token "
+                          "in it, or give it in $NEURALFOLIO_TOKEN.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"--token-file {token_file}: cannot read it ({why}). Give the path "
+                          "of a text file that holds the admin token.") from None
+    token = text.strip()
+    if not token:
+        raise ConfigError(f"--token-file {token_file} is empty; write the admin token in it.")
+    return token
+
+
+def _service_config(**fields):
+    """``ServiceConfig(**fields)``, its errors naming the command-line flags."""
+    import re
+
+    from neuralfolio.serve import ServiceConfig
+
+    try:
+        return ServiceConfig(**fields)
+    except ConfigError as exc:
+        message = str(exc)
+        for field, flag in _FLAGS.items():
+            message = re.sub(rf"\b{field}\b", flag, message)
+        raise ConfigError(message) from None
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Raise a one-line ConfigError when the service could not listen on ``host:port``
+    (port taken, no such interface), before the model is loaded."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r}: no such interface ({exc.strerror}); give an "
+                          "address such as 127.0.0.1 or 0.0.0.0.") from None
+    for family, kind, proto, _, address in dict.fromkeys(infos):
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                where = f"{host}:{port}"
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"port {port} is already in use on {host} (another neuralfolio serve?): "
+                        "stop that process or choose another --port.") from None
+                if exc.errno == errno.EACCES:
+                    raise ConfigError(
+                        f"not allowed to listen on {where} (ports below 1024 need "
+                        "administrator rights): choose another --port, e.g. 8000.") from None
+                raise ConfigError(f"cannot listen on {where}: {exc.strerror}. Check --host "
+                                  "and --port.") from None
 
 
 def _fast(module: str) -> str:

@@ -119,7 +119,9 @@ class OutputPromise:
 
     def check(self, w: np.ndarray) -> str | None:
         """None when ``w`` (n_assets,) keeps the promise, else the reason."""
-        # a NaN or an infinite weight makes the sum or the minimum (or the gross) non-finite
+        w = np.asarray(w, dtype=np.float64)
+        if w.ndim != 1 or not np.isfinite(w).all():
+            return "output check failed (non-finite weights)"
         tol, s = self.tol, float(w.sum())
         if self.kind == "long_short":
             gross = float(np.abs(w).sum())
@@ -152,12 +154,16 @@ class GuardDecision:
     stages : dict of str to float
         Seconds spent per stage: ``features``, ``forward``, ``checks`` and, when used,
         ``fallback``.
+    policy_weights : ndarray or None
+        The policy's own weights when it was asked and they kept its promise, even when
+        the alert set them aside (so that a monitor can see whether the policy came back).
     """
 
     weights: np.ndarray
     source: str
     reason: str | None = None
     stages: dict[str, float] = field(default_factory=dict)
+    policy_weights: np.ndarray | None = None
 
     @property
     def fallback(self) -> bool:
@@ -179,6 +185,7 @@ class GuardedStepper(Stepper):
         self.inner = stepper_for(guard.policy, tail)
         self.n_assets = tail.shape[1]
         self.last_good: np.ndarray | None = None
+        self.alert = guard.alert  # per stepper: e.g. one portfolio's gap alert
         self._fallback: Stepper | None = None
         fb = guard.fallback
         # The fallback's window, kept so that its stepper can start when first needed.
@@ -217,7 +224,7 @@ class GuardedStepper(Stepper):
             return self._decision
         g, stages = self.guard, {}
         clock = time.perf_counter
-        reason, w = suspect, None
+        reason, w, kept = suspect, None, None
         if reason is None:
             try:
                 t0 = clock()
@@ -233,8 +240,9 @@ class GuardedStepper(Stepper):
                     t1 = clock()
                     stages["forward"] = t1 - t0
                     reason = g.promise.check(w) if g.promise is not None else None
-                    if reason is None and g.alert is not None:
-                        reason = g.alert()
+                    if reason is None and self.alert is not None:
+                        kept = w
+                        reason = self.alert()
                     stages["checks"] = stages.get("checks", 0.0) + clock() - t1
             except Exception as exc:  # a policy that fails is a failed check, not an outage
                 reason = f"policy failed ({type(exc).__name__}: {exc})"
@@ -243,6 +251,7 @@ class GuardedStepper(Stepper):
             decision = GuardDecision(w, "policy", None, stages)
         else:
             decision = self._fall_back(reason, suspect is not None, stages)
+            decision.policy_weights = kept
         if suspect is None:
             self._decision = decision
         return decision
@@ -253,7 +262,9 @@ class GuardedStepper(Stepper):
         t0 = time.perf_counter()
         try:
             fb = self.fallback_stepper()
-            w = None if fb is None else fb.weights()
+            w = None if fb is None else np.asarray(fb.weights(), dtype=np.float64)
+            if w is not None and (w.shape != (self.n_assets,) or not np.isfinite(w).all()):
+                raise ValueError(f"its weights are not {self.n_assets} finite numbers")
         except Exception as exc:  # e.g. a solver failure: the last good weights, if any
             w = None  # its state (pushed rows) stays valid: it is asked again next row
             reason = f"{reason}; the fallback failed too ({type(exc).__name__}: {exc})"

@@ -234,7 +234,9 @@ def test_admin_routes_are_off_without_a_token(registry_copy):
 
 def test_health_readiness_metrics_and_openapi(service, portfolio, market, tmp_path):
     assert service.get("/healthz").json() == {"status": "ok"}
-    assert service.get("/readyz").json()["model"] == "minvar:1"
+    ready = service.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.json()["model"] == "minvar:1" and "audit" in ready.json()
     service.post(f"/v1/portfolios/{portfolio}/ticks", json=_tick(market, 300))
     text = service.get("/metrics").text
     assert 'neuralfolio_requests_total{route="/v1/portfolios/{pid}/ticks",status="200"} 1.0' \
@@ -246,7 +248,9 @@ def test_health_readiness_metrics_and_openapi(service, portfolio, market, tmp_pa
     assert "/v1/portfolios/{pid}/ticks" in schema["paths"]
     assert schema["components"]["schemas"]["TickIn"]["examples"]
     with TestClient(create_app(ServiceConfig(registry=tmp_path / "empty"))) as empty:
-        assert empty.get("/readyz").status_code == 503
+        r = empty.get("/readyz")
+        assert r.status_code == 503 and r.json()["status"] == "not ready"
+        assert any("no active model" in reason.lower() for reason in r.json()["reasons"])
         r = empty.post("/v1/weights", json={"assets": ASSETS, "prices": [[1.0] * 4]})
         assert r.status_code == 503 and "No model is active" in r.json()["detail"]
 
@@ -395,15 +399,15 @@ def test_the_stage_histogram_measures_parse_and_serialize(service, portfolio, ma
 def test_the_engines_stages_are_observed_and_unknown_keys_not_sent(service, portfolio, market,
                                                                   monkeypatch):
     engine = service.app.state.engine
-    tick = engine.tick
+    atick = engine.atick
 
-    def tick_with_stages(*args, **kwargs):
-        answer = tick(*args, **kwargs)
+    async def tick_with_stages(*args, **kwargs):
+        answer = await atick(*args, **kwargs)
         answer.stages = {"features": 2e-5, "forward": 1e-5}  # part of to_dict() now
         answer.debug = "internal"  # no field of WeightsOut: dropped
         return answer
 
-    monkeypatch.setattr(engine, "tick", tick_with_stages)
+    monkeypatch.setattr(engine, "atick", tick_with_stages)
     r = service.post(f"/v1/portfolios/{portfolio}/ticks", json=_tick(market, 300))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -477,7 +481,9 @@ def test_openapi_still_documents_the_hot_routes_bodies_and_answers(service):
                        ("/v1/portfolios", "PortfolioIn")]:
         op = schema["paths"][path]["post"]
         assert op["requestBody"]["required"] is True and ref(op["requestBody"]) == body
-        assert ref(op["responses"]["422"]) == "HTTPValidationError"
+        # detail: FastAPI's list of errors, or the engine's message
+        assert ref(op["responses"]["422"]) == "ValidationErrorOut"
+        assert {"400", "413", "503"} <= set(op["responses"])
     for path in ("/v1/portfolios/{pid}/ticks", "/v1/weights"):
         responses = schema["paths"][path]["post"]["responses"]
         assert ref(responses["200"]) == "WeightsOut" and ref(responses["409"]) == "JumpRefusal"
@@ -488,6 +494,14 @@ def test_openapi_still_documents_the_hot_routes_bodies_and_answers(service):
     stages = components["WeightsOut"]["properties"]["stages"]
     assert "seconds" in stages["description"]
     assert "stages" not in components["WeightsOut"].get("required", [])
+    out = components["WeightsOut"]["properties"]
+    assert {"decision_id", "recorded", "audit_error"} <= set(out)
+    assert out["recorded"]["default"] is True
+    detail = components["ValidationErrorOut"]["properties"]["detail"]["anyOf"]
+    assert [d["type"] for d in detail] == ["string", "array"]
+    assert "HTTPValidationError" not in components  # every 422 is documented as sent
+    # a 409 that is no jump (a tick not after the last one) has no jumps
+    assert components["JumpRefusal"]["required"] == ["detail"]
 
 
 def test_the_hot_routes_run_on_the_event_loop(service):
@@ -563,16 +577,37 @@ def test_serve_falls_back_to_uvicorns_defaults_without_uvloop():
 
 def test_constant_prices_get_a_reason_not_a_server_error(service, market):
     """A window of constant prices (a halted market, a stale feed): the network's inputs and
-    the optimizer both fail on a zero covariance; the answer is a 503 naming both."""
+    the optimizer both fail on a zero covariance; the answer is a refusal that says why
+    (422 from the engine that checks for stale prices, 503 from the one before it)."""
     flat = [[100.0, 50.0, 20.0, 10.0]] * (WINDOW + 1)
     r = service.post("/v1/weights", json={"assets": ASSETS, "prices": flat})
-    assert r.status_code == 503
+    assert r.status_code in (422, 503), r.text
     detail = r.json()["detail"]
-    assert "policy failed" in detail and "the fallback failed too" in detail
-    assert "no earlier weights" in detail
+    assert isinstance(detail, str)
+    assert "no weights can be given" in detail or "the fallback failed too" in detail
     # one halted asset among moving ones is answered
     rows = np.array(window(market, 330))
     rows[:, 2] = 20.0
     r = service.post("/v1/weights", json={"assets": ASSETS, "prices": rows.tolist()})
     assert r.status_code == 200, r.text
     assert abs(sum(r.json()["weights"].values()) - 1) < 1e-6
+
+
+def test_answers_carry_the_audit_id_and_whether_they_were_recorded(service, portfolio, market,
+                                                                   monkeypatch):
+    r = service.post(f"/v1/portfolios/{portfolio}/ticks", json=_tick(market, 300)).json()
+    assert r["recorded"] is True and r["audit_error"] is None
+    assert r["decision_id"] is None or isinstance(r["decision_id"], str)
+    engine = service.app.state.engine
+    aweights = engine.aweights
+
+    async def unrecorded(*args, **kwargs):  # as with audit_on_failure="answer"
+        answer = await aweights(*args, **kwargs)
+        answer.recorded, answer.audit_error = False, "the audit database is locked"
+        return answer
+
+    monkeypatch.setattr(engine, "aweights", unrecorded)
+    r = service.post("/v1/weights", json={"assets": ASSETS, "prices": window(market, 301)})
+    assert r.status_code == 200
+    assert r.json()["recorded"] is False
+    assert r.json()["audit_error"] == "the audit database is locked"

@@ -209,7 +209,7 @@ def test_serve_passes_the_jump_options(registry_copy, monkeypatch, cli_error):
     assert (c.jump_sd, c.jump_mode, c.jump_min_vol, c.jump_max_log_return) == (4, "flag",
                                                                                0.03, 0)
     err = cli_error("serve", "--registry", registry_copy, "--jump-mode", "maybe")
-    assert err.startswith("error:") and "jump_mode must be one of" in err
+    assert err.startswith("error:") and "jump-mode must be one of" in err
 
 
 def test_openapi_documents_the_guard(client):

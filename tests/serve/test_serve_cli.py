@@ -199,3 +199,145 @@ def test_register_rule_refuses_an_unknown_rule(tmp_path):
     assert result.exit_code != 0
     assert isinstance(result.exception, ConfigError) and "equal_weight" in str(
         result.exception)
+
+
+# ------------------------------------------------- serve's options (uvicorn never starts)
+@pytest.fixture
+def served(monkeypatch):
+    """``serve`` with create_app and uvicorn.run replaced: what they were given."""
+    import gc
+
+    seen: dict = {}
+
+    def create_app_(config):
+        seen["config"] = config
+        return "app"
+
+    def run(app, **kwargs):
+        seen["run"] = kwargs
+
+    monkeypatch.setattr("neuralfolio.serve.create_app", create_app_)
+    monkeypatch.setattr("uvicorn.run", run)
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # not in the test process
+    monkeypatch.setattr(gc, "collect", lambda: 0)
+    monkeypatch.delenv("NEURALFOLIO_TOKEN", raising=False)
+    return seen
+
+
+def _serve(tmp_path, *args, env=None):
+    return runner.invoke(app, ["serve", "--registry", str(tmp_path), "--port",
+                               str(_free_port()), *map(str, args)],
+                         catch_exceptions=False, env=env)
+
+
+@pytest.mark.parametrize("port", [0, -1, 65536, 99999])
+def test_serve_port_out_of_range_is_one_line(cli_error, served, tmp_path, port):
+    err = cli_error("serve", "--registry", tmp_path, "--port", port)
+    assert err == (f"error: --port {port} is not a TCP port: give one from 1 to 65535, "
+                   "e.g. --port 8000.")
+    assert served == {}  # refused before the app was built
+
+
+def test_serve_port_in_use_is_one_line(cli_error, served, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = cli_error("serve", "--registry", tmp_path, "--port", port)
+    assert err == (f"error: port {port} is already in use on 127.0.0.1 (another neuralfolio "
+                   "serve?): stop that process or choose another --port.")
+    assert served == {}
+
+
+def test_serve_uvicorn_startup_failure_is_one_line(cli_error, served, tmp_path, monkeypatch):
+    # The port taken between the check and uvicorn's bind: uvicorn logs why and exits 3.
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: (_ for _ in ()).throw(SystemExit(3)))
+    err = cli_error("serve", "--registry", tmp_path, "--port", _free_port())
+    assert err.startswith("error: the service did not start on 127.0.0.1:")
+
+
+def test_serve_defaults_are_service_configs(served, tmp_path):
+    _serve(tmp_path)
+    config = served["config"]
+    assert config == ServiceConfig(registry=tmp_path)
+    assert served["run"]["ws_max_size"] == config.max_body_bytes
+
+
+def test_serve_options_reach_service_config_and_uvicorn(served, tmp_path):
+    _serve(tmp_path, "--audit-on-failure", "answer", "--audit-timeout", 2.5,
+           "--audit-queue", 50, "--audit-synchronous", "full", "--max-body-bytes", 4096,
+           "--max-assets", 30, "--max-portfolios", 7, "--max-held-values", 9000,
+           "--portfolio-ttl", 60, "--max-id-length", 12, "--max-clock-skew", 0,
+           "--min-price", 0.01, "--max-price", 5000, "--jump-mode", "flag")
+    config = served["config"]
+    assert (config.audit_on_failure, config.audit_timeout, config.audit_queue,
+            config.audit_synchronous) == ("answer", 2.5, 50, "full")
+    assert (config.max_body_bytes, config.max_assets, config.max_portfolios,
+            config.max_held_values, config.max_id_length) == (4096, 30, 7, 9000, 12)
+    assert config.portfolio_ttl_seconds == 60 and config.max_clock_skew_seconds == 0
+    assert (config.min_price, config.max_price, config.jump_mode) == (0.01, 5000, "flag")
+    assert served["run"]["ws_max_size"] == 4096
+
+
+def test_serve_no_limit_sentinels(served, tmp_path):
+    _serve(tmp_path, "--portfolio-ttl", 0, "--max-clock-skew", -1)
+    assert served["config"].portfolio_ttl_seconds is None
+    assert served["config"].max_clock_skew_seconds is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--audit-on-failure", "ignore"],
+     "--audit-on-failure must be one of ['refuse', 'answer'], got 'ignore'."),
+    (["--audit-synchronous", "off"],
+     "--audit-synchronous must be one of ['normal', 'full'], got 'off'."),
+    (["--max-body-bytes", 0], "--max-body-bytes must be > 0, got 0."),
+    (["--max-assets", 1], "--max-assets must be >= 2, got 1."),
+    (["--min-price", 2, "--max-price", 1], "--min-price (2.0) must be below --max-price (1.0)."),
+    (["--max-clock-skew", -2], "--max-clock-skew -2: give seconds >= 0, or -1 for no limit."),
+    (["--portfolio-ttl", -5],
+     "--portfolio-ttl -5: give seconds > 0, or 0 to never forget an idle portfolio."),
+])
+def test_serve_bad_option_values_are_one_line(cli_error, served, tmp_path, args, message):
+    assert cli_error("serve", "--registry", tmp_path, *args) == f"error: {message}"
+    assert served == {}
+
+
+def test_serve_reads_the_token_from_a_file(served, tmp_path):
+    path = tmp_path / "token.txt"
+    path.write_text("  s3cret\n")
+    _serve(tmp_path, "--token-file", path)
+    assert served["config"].token == "s3cret"
+    _serve(tmp_path, env={"NEURALFOLIO_TOKEN": "from-env"})
+    assert served["config"].token == "from-env"
+
+
+def test_serve_token_file_errors_are_one_line(cli_error, served, tmp_path, monkeypatch):
+    missing = tmp_path / "none.txt"
+    err = cli_error("serve", "--registry", tmp_path, "--token-file", missing)
+    assert err == (f"error: --token-file {missing}: no such file. Write the admin token in "
+                   "it, or give it in $NEURALFOLIO_TOKEN.")
+    blank = tmp_path / "blank.txt"
+    blank.write_text(" \n\n")
+    err = cli_error("serve", "--registry", tmp_path, "--token-file", blank)
+    assert err == f"error: --token-file {blank} is empty; write the admin token in it."
+    good = tmp_path / "token.txt"
+    good.write_text("s3cret")
+    err = cli_error("serve", "--registry", tmp_path, "--token-file", good, "--token", "x")
+    assert err == (f"error: both --token and --token-file {good} give the admin token; give "
+                   "only one of them.")
+    monkeypatch.setenv("NEURALFOLIO_TOKEN", "x")
+    err = cli_error("serve", "--registry", tmp_path, "--token-file", good)
+    assert err == (f"error: both $NEURALFOLIO_TOKEN and --token-file {good} give the admin "
+                   "token; unset $NEURALFOLIO_TOKEN or drop --token-file.")
+    assert served == {}
+
+
+def test_serve_help_recommends_the_environment_for_the_token():
+    text = " ".join(runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output.split())
+    assert "Prefer $NEURALFOLIO_TOKEN or --token-file" in text and "(ps)" in text
+    for flag in ("--token-file", "--audit-on-failure", "--audit-timeout", "--audit-queue",
+                 "--audit-synchronous", "--max-body-bytes", "--max-assets", "--max-portfolios",
+                 "--max-held-values", "--portfolio-ttl", "--max-id-length", "--max-clock-skew",
+                 "--min-price", "--max-price"):
+        assert flag in text, flag
+    assert "-1: no limit" in text and "0: never" in text

@@ -13,7 +13,14 @@ from typing import Literal
 import pandas as pd
 
 from neuralfolio.data._datasets import DATASETS, load_dataset
-from neuralfolio.data._layout import _flat, _refuse_long, _set_date_index, pivot_long_prices
+from neuralfolio.data._layout import (
+    _DATE_NAMES,
+    _flat,
+    _norm,
+    _refuse_long,
+    _set_date_index,
+    pivot_long_prices,
+)
 from neuralfolio.data._validate import (
     MAX_FILL_DEFAULT,
     _to_datetime_index,
@@ -163,6 +170,14 @@ def read_price_file(path: str | Path, *, layout: Layout = "auto") -> pd.DataFram
     return frame
 
 
+def _date_where(index: pd.Index) -> str:
+    """How messages name the dates' column: by its name when it is named like dates."""
+    label = index.name
+    if isinstance(label, str) and _norm(label) in _DATE_NAMES:
+        return f"The date column {label!r}"
+    return "The first column"
+
+
 def _names(value: str | list[str] | None) -> list[str] | None:
     return [value] if isinstance(value, str) else None if value is None else list(value)
 
@@ -260,7 +275,7 @@ def load_prices(
         raw = drop_blank_rows(raw, name)
     raw = _select(raw, assets, drop, name)
     if len(raw.columns):
-        raw = raw.set_axis(_to_datetime_index(raw.index, name))
+        raw = raw.set_axis(_to_datetime_index(raw.index, name, where=_date_where(raw.index)))
     if start is not None or end is not None:
         # Cut before validating, so gaps outside the range asked for do not matter.
         index = raw.index

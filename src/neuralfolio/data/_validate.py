@@ -27,6 +27,7 @@ for example ``--drop Volume (drop=['Volume'] in Python)``.
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from collections.abc import Collection, Hashable
@@ -90,15 +91,100 @@ def _is_number(label: object) -> bool:
     )
 
 
-def _local_time(value) -> pd.Timestamp:
-    """``value`` as a naive timestamp in its own offset's wall-clock time (NaT if not a date)."""
-    if value is None:
+def _timestamp(value) -> pd.Timestamp:
+    """``value`` read on its own as a timestamp, offset kept (NaT if it is not a date)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
         return pd.NaT
     try:
-        t = pd.Timestamp(value)
-    except (ValueError, TypeError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # dateutil's "Could not infer format"
+            return pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
         return pd.NaT
-    return t.tz_localize(None) if t.tzinfo is not None else t
+
+
+def _missing(value) -> bool:
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
+
+
+def _offset(t: pd.Timestamp) -> str:
+    """How a parsed timestamp's UTC offset is written: ``+01:00``, or ``no offset``."""
+    if t.tzinfo is None:
+        return "no offset"
+    minutes = int(t.utcoffset().total_seconds() // 60)
+    sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _parse_dates(labels: pd.Series) -> pd.Series | None:
+    """Labels parsed as dates (NaT where one is not), or None when they carry different UTC
+    offsets (or some carry one and others none), which pandas cannot put in one column."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Could not infer format")
+            parsed = pd.to_datetime(labels, errors="coerce")
+            stray = parsed.isna() & labels.notna()
+            if stray.any() and labels[labels.notna()].map(
+                lambda v: isinstance(v, str) and re.match(r"\s*\d{4}-\d{2}-\d{2}", v) is not None
+            ).all():
+                # pandas reads every label in the format of the first: with ISO dates only,
+                # 2020-01-02 and 2020-01-03 16:00 are both dates, whatever the first one.
+                parsed = pd.to_datetime(labels, errors="coerce", format="ISO8601")
+    except ValueError:  # "Mixed timezones detected"
+        return None
+    stamps = labels[parsed.isna() & labels.notna()].map(_timestamp).dropna()
+    if len(stamps) and len({t.tzinfo is None for t in stamps} | {parsed.dt.tz is None}) > 1:
+        return None  # dates with an offset among dates without one: pandas drops one kind
+    return parsed
+
+
+def _local_dates(labels: pd.Series, source: str) -> pd.Series:
+    """Labels with different UTC offsets as their own local date and time, offsets dropped.
+
+    A daily close stamped ``2020-01-03 00:00-05:00`` is the close of 2020-01-03: exports
+    that follow daylight saving time (-05:00 in winter, -04:00 in summer) are read that way,
+    with a :class:`DataWarning`. When the offsets matter, because local times would put two
+    moments in another order or on one row, a :class:`DataError` shows the two and asks
+    for one offset.
+    """
+    stamps = [_timestamp(v) for v in labels]
+    local = pd.Series(
+        [t if t is pd.NaT or t.tzinfo is None else t.tz_localize(None) for t in stamps],
+        index=labels.index, dtype="datetime64[us]",
+    )
+    known = [(i, t) for i, t in enumerate(stamps) if t is not pd.NaT]
+    aware = sorted((t.tz_convert("UTC"), local.iloc[i], i) for i, t in known if t.tzinfo)
+    utc = aware[0][0] if aware else pd.Timestamp("2020-01-02 14:30")
+    fix = (
+        "write every date with the same UTC offset, or as plain local dates without one, or "
+        f"all in UTC (for example {utc.strftime('%Y-%m-%dT%H:%M:%SZ')})."
+    )
+    for (u0, l0, i0), (u1, l1, i1) in itertools.pairwise(aware):
+        if (u0 < u1) != (l0 < l1) or (u0 == u1) != (l0 == l1):
+            how = (
+                "would read as the same time" if l0 == l1
+                else "are one moment but would read as two" if u0 == u1
+                else "would read in the wrong order"
+            )
+            raise DataError(
+                f"{source}: the dates mix UTC offsets ({labels.iloc[i0]!r} and "
+                f"{labels.iloc[i1]!r}), and these two {how} with the offsets dropped. To fix "
+                f"it, {fix}"
+            )
+    first = known[0][1] if known else None
+    other = next((t for _, t in known if _offset(t) != _offset(first)), None)
+    shown = (
+        f" ({_offset(first)} on {first.date()}, {_offset(other)} on {other.date()}"
+        + (", as with daylight saving time)" if first.tzinfo and other.tzinfo else ")")
+        if other is not None else ""
+    )
+    warnings.warn(
+        f"{source}: the dates carry different UTC offsets{shown}; kept each one's local "
+        f"date and time and dropped the offsets. If that is not what they mean, {fix}",
+        DataWarning,
+        stacklevel=4,
+    )
+    return local
 
 
 def _to_datetime_index(
@@ -107,8 +193,8 @@ def _to_datetime_index(
     """Parse row labels as dates; numbers are refused, never read as 1970 epoch offsets.
 
     Labels with different UTC offsets keep their own local date and time (the offsets are
-    dropped), with a :class:`DataWarning`: a daily close stamped ``2020-01-03 00:00-05:00``
-    is the close of 2020-01-03.
+    dropped), with a :class:`DataWarning`, unless that would reorder or merge rows (a
+    :class:`DataError`); see :func:`_local_dates`.
     """
     if isinstance(index, pd.DatetimeIndex):
         return index.copy()
@@ -122,22 +208,29 @@ def _to_datetime_index(
             "For a DataFrame, set the dates as its index (df.set_index('date'))."
         )
     labels = labels.mask(numeric, None)  # numbers are not dates; never parse them
-    try:
-        parsed = pd.to_datetime(labels, errors="coerce")
-    except ValueError:  # labels with different UTC offsets: keep each one's local date
-        parsed = pd.Series([_local_time(v) for v in labels], index=labels.index,
-                           dtype="datetime64[ns]")
-        warnings.warn(
-            f"{source}: the dates carry different UTC offsets (daylight saving time, say); "
-            "kept each one's local date and time and dropped the offsets.",
-            DataWarning,
-            stacklevel=3,
-        )
+    blank = labels.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+    labels = labels.mask(blank, None)
+    parsed = _parse_dates(labels)
+    if parsed is None:
+        parsed = _local_dates(labels, source)
     bad = parsed.isna().to_numpy() | numeric
     if bad.any():
-        first = index[int(np.argmax(bad))]
+        pos = int(np.argmax(bad))
+        first = index[pos]
+        if not numeric[pos] and _missing(labels.iloc[pos]):
+            after = parsed.iloc[:pos].dropna()
+            where_blank = (f"the row after {after.iloc[-1].date()}" if len(after)
+                           else "the first row")
+            what = f"the first is blank ({where_blank})"
+        else:
+            what = f"the first is {first!r}"
+            good = parsed.dropna()
+            if not numeric[pos] and _timestamp(labels.iloc[pos]) is not pd.NaT and len(good):
+                # A date, in another format than the first: pandas reads all in that one.
+                what += (f" (a date written unlike the first, {labels[good.index[0]]!r}: "
+                         "write every date the same way)")
         raise DataError(
-            f"{source}: {int(bad.sum())} row label(s) are not dates, the first is {first!r}. " + fix
+            f"{source}: {int(bad.sum())} row label(s) are not dates, {what}. " + fix
         )
     return pd.DatetimeIndex(parsed.to_numpy(), name=index.name)
 

@@ -30,16 +30,20 @@ failed decision.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import itertools
 import json
 import logging
 import math
 import queue
+import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,9 +52,10 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from neuralfolio.errors import ConfigError
+from neuralfolio.errors import ConfigError, ModelError
 from neuralfolio.features import OOD_Z
 from neuralfolio.guard import (
+    GuardDecision,
     GuardedPolicy,
     GuardedStepper,
     InputRange,
@@ -60,7 +65,7 @@ from neuralfolio.guard import (
 from neuralfolio.policies import OptimizerPolicy
 from neuralfolio.risk import ledoit_wolf
 from neuralfolio.scratch.runtime import NumpyAllocator
-from neuralfolio.serve.audit import AuditLog, Decision, LazyInputHash
+from neuralfolio.serve.audit import AuditLog, AuditUnavailable, Decision, LazyInputHash
 from neuralfolio.serve.registry import ModelRecord, ModelRegistry
 
 __all__ = ["ActiveModel", "Engine", "InputError", "ServiceConfig", "WeightsAnswer",
@@ -68,6 +73,18 @@ __all__ = ["ActiveModel", "Engine", "InputError", "ServiceConfig", "WeightsAnswe
 
 HISTORY_ROWS = 1024
 """Price rows kept per portfolio (enough for any model's and the optimizer's window)."""
+ASSET_NAME_MAX = 128
+"""Longest asset name taken."""
+STALE_RTOL = 1e-10
+"""An asset whose prices over a decision's rows span less than this fraction of their
+level is stale (unchanged: a halted stock, a stale feed)."""
+_ID = re.compile(r"[A-Za-z0-9_-]+")
+logger = logging.getLogger(__name__)
+
+
+def _show(text: str, limit: int = 64) -> str:
+    """``repr(text)``, cut to ``limit`` characters (an error never echoes a huge input)."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 AUDIT_FAILURE_MODES = ("refuse", "answer")
@@ -287,6 +304,53 @@ class ActiveModel:
                                alert=alert)
         return cls(record, runtime, policy, objective, window)
 
+    def smoke_test(self) -> None:
+        """Run one decision of the version, and of its fallback, on a fixed sample window
+        before it may serve: a synthetic random walk (seeded, so every check sees the same
+        prices) of ``history_needed + 1`` rows of its assets (5 for an asset-agnostic one).
+
+        The policy's weights must be finite, one per asset and keep the head's promise;
+        the stored input range must have one entry per input of a fixed-asset network;
+        the fallback optimizer must solve.
+
+        Raises
+        ------
+        ModelError
+            The version cannot run; the message says why.
+        """
+        n = len(self.assets) or 5
+        rng = np.random.default_rng(20240301)
+        rows = self.history_needed + 1
+        prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.012, (rows, n)), axis=0))
+        guard = self.policy
+        try:
+            stepper = guard.policy.stepper(prices) if hasattr(guard.policy, "stepper") \
+                else None
+            if stepper is None:
+                w = np.asarray(guard.policy.weights(prices), dtype=np.float64)
+            else:
+                if guard.inputs is not None and hasattr(stepper, "features"):
+                    raw = np.asarray(stepper.features(), dtype=np.float64)
+                    if not self.asset_agnostic and raw.shape != guard.inputs.mean.shape:
+                        raise ValueError(f"its stored input range (feature_mean/feature_std) "
+                                         f"has {guard.inputs.mean.size} entries for "
+                                         f"{raw.size} inputs")
+                w = np.asarray(stepper.weights(), dtype=np.float64)
+            if w.shape != (n,):
+                raise ValueError(f"it gave weights of shape {list(w.shape)} for {n} assets")
+            broken = guard.promise.check(w) if guard.promise is not None else None
+            if broken:
+                raise ValueError(broken)
+            if guard.fallback is not None:
+                fb = np.asarray(guard.fallback.weights(prices), dtype=np.float64)
+                if fb.shape != (n,) or not np.isfinite(fb).all():
+                    raise ValueError(f"its fallback optimizer({self.objective}) gave no "
+                                     "finite weights")
+        except Exception as exc:
+            raise ModelError(f"{self.label} cannot run: a sample decision failed "
+                             f"({type(exc).__name__}: {exc}); fix the version and register "
+                             "it again") from exc
+
 
 @dataclass
 class WeightsAnswer:
@@ -302,6 +366,9 @@ class WeightsAnswer:
     flags: list[str] = field(default_factory=list)
     jumps: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, float] | None = None
+    decision_id: str | None = None
+    recorded: bool = True
+    audit_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -361,7 +428,8 @@ def find_jumps(prices: np.ndarray, assets: list[str], *, sd: float | None = 15.0
                       "price": float(prices[t + 1, j]),
                       "ratio": float(prices[t + 1, j] / prices[t, j]),
                       "log_return": float(r[t, j]), "vol": float(vol[j]),
-                      "sds": float(abs(r[t, j]) / vol[j]), "limit": float(limit[j])})
+                      "sds": float(abs(r[t, j]) / vol[j]) if vol[j] > 0 else math.inf,
+                      "limit": float(limit[j])})
     return found
 
 
@@ -414,12 +482,61 @@ class _Portfolio:
     stepper: GuardedStepper | None = None
     model: str | None = None  # the label the stepper decides for
     perm: np.ndarray | None = None  # model order -> the portfolio's columns
+    touched: float = 0.0  # time.monotonic() of its creation or last tick
+    seq: int = 0  # ticks taken (a pending tick commits only on the state it was made on)
+    alock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one tick at a time (async)
+
+
+@dataclass
+class _Pending:
+    """A decision made and handed to the audit log, not yet given out."""
+
+    answer: WeightsAnswer
+    receipt: concurrent.futures.Future | None
+    error: str | None  # why it could not even be queued for the audit
+    commit: Callable[[], None] | None  # the portfolio's state change, once recorded
+
+
+class _AuditCollector:
+    """Prometheus gauges read from :meth:`AuditLog.health` at each scrape."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        h = self.audit.health()
+        yield GaugeMetricFamily("neuralfolio_audit_ok",
+                                "1 while the audit log commits (0: decisions are refused or "
+                                "answered unrecorded)", value=1 if h.get("ok") else 0)
+        yield GaugeMetricFamily("neuralfolio_audit_queued",
+                                "Decisions waiting for the audit commit",
+                                value=h.get("queued", 0))
+        yield CounterMetricFamily("neuralfolio_audit_committed",
+                                  "Decisions committed to the audit log",
+                                  value=h.get("committed", 0))
+        yield CounterMetricFamily("neuralfolio_audit_failed",
+                                  "Decisions whose audit commit failed",
+                                  value=h.get("failed", 0))
+        last = h.get("last_commit_seconds")
+        if last is not None:
+            yield GaugeMetricFamily("neuralfolio_audit_last_commit_seconds",
+                                    "Duration of the last audit commit", value=last)
 
 
 class _Metrics:
-    def __init__(self) -> None:
+    def __init__(self, audit: AuditLog | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        if audit is not None:
+            r.register(_AuditCollector(audit))
+        self.unrecorded = Counter("neuralfolio_unrecorded_decisions",
+                                  "Decisions the audit log could not record (refused with "
+                                  "503, or answered with recorded=false)", registry=r)
         self.requests = Counter("neuralfolio_requests", "Requests answered", ["route", "status"],
                                 registry=r)
         self.latency = Histogram(
@@ -440,22 +557,42 @@ class _Metrics:
             "Rolling mean relative excess of the network's objective over the optimum",
             registry=r)
         self.gap_alert = Gauge("neuralfolio_amortization_gap_alert",
-                               "1 while the gap is above its threshold", registry=r)
+                               "Portfolios whose rolling gap is above its threshold (they "
+                               "are answered by the optimizer until it comes back down)",
+                               registry=r)
         self.portfolios = Gauge("neuralfolio_portfolios", "Portfolios held", registry=r)
         self.jumps = Counter("neuralfolio_price_jumps",
                              "Requests (ticks, windows) with a price jump, by what was done: "
                              "rejected, flagged or confirmed", ["action"], registry=r)
 
 
+class _GapStats:
+    """The rolling amortization gap of one portfolio (or of the stateless calls)."""
+
+    __slots__ = ("alert", "excess", "l1")
+
+    def __init__(self, window: int) -> None:
+        self.l1: collections.deque = collections.deque(maxlen=window)
+        self.excess: collections.deque = collections.deque(maxlen=window)
+        self.alert = False
+
+
 class _GapMonitor:
-    """Re-solves the optimizer for sampled decisions, off the request path."""
+    """Re-solves the optimizer for sampled decisions, off the request path.
+
+    Each portfolio has its own rolling gap and alert (key: its id); stateless calls share
+    the key None, whose alert switches nobody to the fallback. Samples are taken from the
+    network's own weights even while its portfolio falls back, so the alert clears when
+    the gap comes back below its threshold.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.queue: queue.Queue = queue.Queue(maxsize=1000)
-        self.l1: collections.deque = collections.deque(maxlen=engine.config.gap_window)
-        self.excess: collections.deque = collections.deque(maxlen=engine.config.gap_window)
-        self.alert = False
+        self.window = engine.config.gap_window
+        self.stats: dict[str | None, _GapStats] = {}
+        self.recent: collections.deque = collections.deque(maxlen=self.window)
+        self.recent_excess: collections.deque = collections.deque(maxlen=self.window)
         self.model: str | None = None
         self.done = 0
         self._stop = threading.Event()
@@ -463,17 +600,35 @@ class _GapMonitor:
         self.thread = threading.Thread(target=self._run, name="gap-monitor", daemon=True)
         self.thread.start()
 
-    def submit(self, model: ActiveModel, history: np.ndarray, weights: np.ndarray) -> None:
+    @property
+    def alert(self) -> bool:
+        """Whether any portfolio's alert is raised."""
+        return any(st.alert for st in list(self.stats.values()))
+
+    def alerting(self, label: str, key: str | None) -> bool:
+        st = self.stats.get(key)
+        return key is not None and st is not None and st.alert and self.model == label
+
+    def submit(self, model: ActiveModel, key: str | None, history: np.ndarray,
+               weights: np.ndarray) -> None:
         # When the monitor is behind, the sample is skipped: a request never waits for it.
         with contextlib.suppress(queue.Full):
-            self.queue.put_nowait((model, history, weights))
+            self.queue.put_nowait((model, key, history, weights))
 
     def reset(self, label: str) -> None:
-        self.l1.clear()
-        self.excess.clear()
-        self.alert, self.model = False, label
+        self.stats = {}
+        self.recent.clear()
+        self.recent_excess.clear()
+        self.model = label
+        self._publish()
+
+    def forget(self, key: str) -> None:
+        self.stats.pop(key, None)
+        self._publish()
+
+    def _publish(self) -> None:
         m = self.engine.metrics
-        m.gap_alert.set(0)
+        m.gap_alert.set(sum(st.alert for st in list(self.stats.values())))
 
     def wait(self, timeout: float = 10.0) -> None:
         """Block until every submitted sample is processed (tests, shutdown)."""
@@ -492,7 +647,7 @@ class _GapMonitor:
             try:
                 if item is None:
                     return
-                model, history, w = item
+                model, key, history, w = item
                 if model.label != self.model:
                     continue  # a sample of a model that is no longer active
                 if self._reference is None or self._reference[0] != model.label:
@@ -502,17 +657,25 @@ class _GapMonitor:
                 tail = history[-(model.window + 1):]
                 cov = ledoit_wolf(tail[1:] / tail[:-1] - 1.0)[0]
                 opt = float(w_star @ cov @ w_star)
-                self.l1.append(float(np.abs(w - w_star).sum()))
-                self.excess.append(float(w @ cov @ w) / opt - 1.0 if opt > 0 else 0.0)
+                l1 = float(np.abs(w - w_star).sum())
+                excess = float(w @ cov @ w) / opt - 1.0 if opt > 0 else 0.0
+                st = self.stats.get(key)
+                if st is None:
+                    st = self.stats[key] = _GapStats(self.window)
+                st.l1.append(l1)
+                st.excess.append(excess)
+                self.recent.append(l1)
+                self.recent_excess.append(excess)
                 m = self.engine.metrics
-                m.gap_l1.set(float(np.mean(self.l1)))
-                m.gap_excess.set(float(np.mean(self.excess)))
-                full = len(self.l1) >= min(10, self.l1.maxlen)
-                self.alert = full and np.mean(self.l1) > self.engine.config.gap_l1_alert
-                m.gap_alert.set(1 if self.alert else 0)
+                m.gap_l1.set(float(np.mean(self.recent)))
+                m.gap_excess.set(float(np.mean(self.recent_excess)))
+                full = len(st.l1) >= min(10, self.window)
+                st.alert = key is not None and full and \
+                    float(np.mean(st.l1)) > self.engine.config.gap_l1_alert
+                self._publish()
                 self.done += 1
             except Exception:  # the monitor must outlive a bad sample
-                logging.getLogger(__name__).exception("gap monitor sample failed")
+                logger.exception("gap monitor sample failed")
             finally:
                 self.queue.task_done()
 
@@ -529,17 +692,18 @@ class Engine:
         self.config = config
         self.registry = ModelRegistry(config.registry)
         url = config.audit_url or f"sqlite:///{Path(config.registry).resolve() / 'audit.db'}"
-        self.audit = AuditLog(url)
-        self.metrics = _Metrics()
+        self.audit = AuditLog(url, max_queue=config.audit_queue,
+                              synchronous=config.audit_synchronous)
+        self.metrics = _Metrics(self.audit)
         self.portfolios: dict[str, _Portfolio] = {}
+        self._held = 0  # prices held over all portfolios (their rings' capacity)
         self._lock = threading.Lock()
         self._active: ActiveModel | None = None
         self._count = 0
         self._activate_lock = threading.Lock()
+        self.warnings: list[str] = []
         self.monitor = _GapMonitor(self)
-        record = self.registry.active()
-        if record is not None:
-            self._install(self._load(record))
+        self._start()
 
     # ------------------------------------------------------------------ models
     @property
@@ -547,14 +711,65 @@ class Engine:
         return self._active
 
     def _load(self, record: ModelRecord) -> ActiveModel:
-        return ActiveModel.load(self.registry, record, self.config,
-                                alert=self._gap_alert(record.label))
+        """``record`` loaded, guarded and smoke-tested (:meth:`ActiveModel.smoke_test`).
 
-    def _gap_alert(self, label: str) -> Any:
+        Raises
+        ------
+        ModelError
+            It does not load or cannot run.
+        """
+        try:
+            model = ActiveModel.load(self.registry, record, self.config)
+        except ModelError:
+            raise
+        except Exception as exc:  # e.g. a manifest naming an unknown objective
+            raise ModelError(f"{record.label} does not load ({type(exc).__name__}: {exc}); "
+                             "fix the version and register it again") from exc
+        model.smoke_test()
+        return model
+
+    def _start(self) -> None:
+        """Serve the active version; a broken one gives way to the newest version that
+        runs (logged as an error and listed in :meth:`health`'s ``warnings``)."""
+        problem = None
+        try:
+            record = self.registry.active()
+        except ModelError as exc:
+            record, problem = None, str(exc)
+        if record is not None:
+            try:
+                self._install(self._load(record))
+                return
+            except ModelError as exc:
+                problem = str(exc)
+        if problem is None:
+            return  # nothing activated yet
+        bad = None if record is None else record.label
+        candidates = sorted((r for r in self.registry.list() if r.label != bad),
+                            key=lambda r: (str(r.meta.get("created", "")), r.version),
+                            reverse=True)
+        for other in candidates:
+            try:
+                model = self._load(other)
+            except ModelError as exc:
+                logger.error("start-up: %s", exc)
+                continue
+            self._install(model)
+            text = (f"the active version could not be served ({problem}); serving "
+                    f"{other.label}, the newest version that runs. Activate a fixed version "
+                    "to clear this.")
+            break
+        else:
+            text = (f"the active version could not be served ({problem}), and no other "
+                    "version runs; register and activate a working one.")
+        logger.error("start-up: %s", text)
+        self.warnings.append(text)
+
+    def _gap_alert(self, label: str, key: str) -> Callable[[], str | None]:
         monitor = self.monitor
 
         def alert() -> str | None:
-            if monitor.alert and monitor.model == label:
+            if monitor.alerting(label, key):
                 return "amortization gap above its threshold"
             return None
         return alert
@@ -569,12 +784,27 @@ class Engine:
         self.metrics.activations.inc()
 
     def activate(self, name: str, version: int | None = None) -> ModelRecord:
-        """Make a registered version active: loaded and checked first, then swapped in."""
+        """Make a registered version active: loaded and run on a sample window first
+        (:meth:`ActiveModel.smoke_test`), then swapped in.
+
+        Raises
+        ------
+        ModelError
+            No such version.
+        InputError
+            422: the version does not load or cannot run; nothing changed.
+        """
         record = self.registry.get(name, version)
-        model = self._load(record)  # fails before anything changes
+        try:
+            model = self._load(record)  # fails before anything changes
+        except ModelError as exc:
+            raise InputError(422, f"{exc}. Nothing was changed: the active version is still "
+                                  f"{self._active.label if self._active else 'none'}.") \
+                from None
         with self._activate_lock:  # the registry's pointer and the served model agree
             self.registry.activate(record.name, record.version)
             self._install(model)
+            self.warnings = []
         return record
 
     def _require_model(self) -> ActiveModel:
@@ -588,25 +818,76 @@ class Engine:
     def create_portfolio(self, assets: list[str], prices: list[list[float]],
                          timestamps: list[Any] | None = None,
                          portfolio_id: str | None = None) -> dict[str, Any]:
-        """Register a portfolio with its recent price history; returns its description."""
+        """Register a portfolio with its recent price history; returns its description.
+
+        Raises
+        ------
+        InputError
+            422 for invalid inputs (ids: ASCII letters, digits, ``-``, ``_``, at most
+            ``max_id_length``); 409 for a taken id; 429 when ``max_portfolios`` or
+            ``max_held_values`` would be passed.
+        """
+        c = self.config
+        if portfolio_id is not None:
+            self._check_id(portfolio_id)
         model = self._require_model()
         assets = self._check_assets(model, assets)
         rows = self._check_rows(prices, len(assets), model.history_needed, "prices")
         times = self._check_times(timestamps, len(rows))
+        if times and isinstance(times[-1], datetime):
+            self._check_skew(times[-1], "the last timestamp")
         pid = portfolio_id or uuid.uuid4().hex[:12]
-        if not pid.replace("-", "").replace("_", "").isalnum():
-            raise InputError(422, f"portfolio id {pid!r} may hold letters, digits, - and _ "
-                                  "only.")
+        cost = HISTORY_ROWS * len(assets)
         with self._lock:
+            self._expire_idle()
             if pid in self.portfolios:
                 raise InputError(409, f"portfolio {pid!r} exists; delete it first or choose "
                                       "another id.")
+            if len(self.portfolios) >= c.max_portfolios:
+                raise InputError(429, f"the service holds {len(self.portfolios)} portfolios, "
+                                      f"its limit (max_portfolios, --max-portfolios); delete "
+                                      "unused ones (DELETE /v1/portfolios/{id})"
+                                      + self._ttl_hint())
+            if self._held + cost > c.max_held_values:
+                raise InputError(429, f"holding {len(assets)} assets x {HISTORY_ROWS} rows "
+                                      f"more would pass the service's limit of "
+                                      f"{c.max_held_values} held prices (max_held_values, "
+                                      f"--max-held-values; {self._held} held); delete unused "
+                                      "portfolios" + self._ttl_hint())
             p = _Portfolio(pid, assets, _PriceRing(rows, HISTORY_ROWS),
                            collections.deque(times[-HISTORY_ROWS:], maxlen=HISTORY_ROWS),
-                           datetime.now(UTC).isoformat())
+                           datetime.now(UTC).isoformat(), touched=time.monotonic())
             self.portfolios[pid] = p
+            self._held += cost
             self.metrics.portfolios.set(len(self.portfolios))
         return self.describe(pid)
+
+    def _ttl_hint(self) -> str:
+        ttl = self.config.portfolio_ttl_seconds
+        return "." if ttl is None else f", or wait: portfolios idle for {ttl:g} s expire."
+
+    def _check_id(self, pid: Any) -> None:
+        limit = self.config.max_id_length
+        if not isinstance(pid, str) or not _ID.fullmatch(pid) or len(pid) > limit:
+            raise InputError(422, f"portfolio id {_show(str(pid))} must be 1 to {limit} "
+                                  "ASCII letters, digits, - or _ (max_id_length).")
+
+    def _expire_idle(self) -> None:
+        """Forget portfolios idle longer than ``portfolio_ttl_seconds`` (holds _lock)."""
+        ttl = self.config.portfolio_ttl_seconds
+        if ttl is None:
+            return
+        now = time.monotonic()
+        for pid in [k for k, p in self.portfolios.items() if now - p.touched > ttl]:
+            self._drop(pid)
+
+    def _drop(self, pid: str) -> _Portfolio | None:
+        p = self.portfolios.pop(pid, None)
+        if p is not None:
+            self._held -= HISTORY_ROWS * len(p.assets)
+            self.monitor.forget(pid)
+            self.metrics.portfolios.set(len(self.portfolios))
+        return p
 
     def describe(self, pid: str) -> dict[str, Any]:
         p = self._portfolio(pid)
@@ -619,20 +900,27 @@ class Engine:
 
     def delete_portfolio(self, pid: str) -> None:
         with self._lock:
-            if self.portfolios.pop(pid, None) is None:
-                raise InputError(404, f"no portfolio {pid!r}; create it with POST "
+            if self._drop(pid) is None:
+                raise InputError(404, f"no portfolio {_show(pid)}; create it with POST "
                                       "/v1/portfolios.")
-            self.metrics.portfolios.set(len(self.portfolios))
 
     def _portfolio(self, pid: str) -> _Portfolio:
         p = self.portfolios.get(pid)
         if p is None:
-            raise InputError(404, f"no portfolio {pid!r}; create it with POST /v1/portfolios.")
+            raise InputError(404, f"no portfolio {_show(pid)}; create it with POST "
+                                  "/v1/portfolios.")
+        ttl = self.config.portfolio_ttl_seconds
+        if ttl is not None and time.monotonic() - p.touched > ttl:
+            with self._lock:
+                if self.portfolios.get(pid) is p:
+                    self._drop(pid)
+            raise InputError(404, f"portfolio {_show(pid)} expired after {ttl:g} s without "
+                                  "a tick (portfolio_ttl_seconds); create it again.")
         return p
 
     def tick(self, pid: str, prices: dict[str, float] | list[float],
              timestamp: Any = None, confirm_jump: bool | list[str] = False) -> WeightsAnswer:
-        """New prices for a portfolio: validated, appended, and answered with weights.
+        """New prices for a portfolio: validated, decided, recorded, then taken.
 
         Parameters
         ----------
@@ -649,57 +937,92 @@ class Engine:
         ------
         InputError
             409 with ``extra["jumps"]`` for an unconfirmed jump in ``"reject"`` mode (the
-            portfolio is unchanged); others for invalid ticks.
+            portfolio is unchanged); 503 when the decision could not be recorded (in
+            ``audit_on_failure="refuse"``: the portfolio is unchanged); others for
+            invalid ticks.
         """
         p = self._portfolio(pid)
         with p.lock:
-            confirmed = self._check_confirm(confirm_jump, p.assets)
-            row = self._check_tick(p, prices)
-            stamp = _parse_time(timestamp) if timestamp is not None else datetime.now(UTC)
-            last = p.times[-1] if p.times else None
-            if last is not None:
-                if isinstance(stamp, datetime) != isinstance(last, datetime):
-                    raise InputError(422, "timestamp kind differs from the portfolio's (ISO "
-                                          "times vs numbers); send the same kind each tick.")
-                if stamp <= last:
-                    raise InputError(409, f"tick at {_iso(stamp)} is not after the last one "
-                                          f"({_iso(last)}); ticks must arrive in time order.")
-            self._check_age(stamp)
-            model = self._require_model()  # read once: the whole decision uses this version
-            t0 = time.perf_counter()
-            needed = model.history_needed
-            held = p.prices.tail(needed - 1)
-            if len(held) + 1 < needed:
-                raise InputError(409, f"{len(held)} price rows are held; the active model "
-                                      f"{model.label} needs {needed}.")
-            given = np.concatenate([held, row[None]])
-            jumps = self._guard_jumps(given, p.assets, confirmed, last_only=True)
-            t1 = time.perf_counter()
-            stages = {"jumps": t1 - t0}
-            stepper = p.stepper if p.model == model.label else None
-            perm = p.perm if stepper is not None else self._perm(model, p.assets)
-            p.stepper = None  # until this decision succeeds: a failure starts afresh
-            if stepper is None:
-                stepper = model.policy.stepper(given if perm is None else given[:, perm])
-                if p.last_good is not None:
-                    stepper.last_good = p.last_good if perm is None else p.last_good[perm]
-            else:
-                stepper.push(row if perm is None else row[perm], check=False)
-            stages["update"] = time.perf_counter() - t1
-            stamps = [_iso(last), _iso(stamp)]
-            answer = self._answer(model, stepper, perm, p.assets, pid, stamps, given, jumps,
-                                  stages, t0)
-            # Only now does the state change: the tick passed every check.
+            pending = self._prepare_tick(p, prices, timestamp, confirm_jump)
+            self._settle(pending, self._wait_receipt(pending))
+            return pending.answer
+
+    async def atick(self, pid: str, prices: dict[str, float] | list[float],
+                    timestamp: Any = None,
+                    confirm_jump: bool | list[str] = False) -> WeightsAnswer:
+        """:meth:`tick` for the event loop: the audit commit is awaited, not blocked on.
+        A portfolio's ticks are taken one at a time, each once its decision is recorded."""
+        p = self._portfolio(pid)
+        async with p.alock:
+            with p.lock:
+                pending = self._prepare_tick(p, prices, timestamp, confirm_jump)
+            error = await self._await_receipt(pending)
+            with p.lock:
+                self._settle(pending, error)
+            return pending.answer
+
+    def _prepare_tick(self, p: _Portfolio, prices: dict[str, float] | list[float],
+                      timestamp: Any, confirm_jump: bool | list[str]) -> _Pending:
+        """The decision for a tick, recorded (not yet committed) and its state change
+        (``commit``), applied by :meth:`_settle` once the record is durable."""
+        confirmed = self._check_confirm(confirm_jump, p.assets)
+        row = self._check_tick(p, prices)
+        stamp = _parse_time(timestamp) if timestamp is not None else datetime.now(UTC)
+        last = p.times[-1] if p.times else None
+        if last is not None:
+            if isinstance(stamp, datetime) != isinstance(last, datetime):
+                raise InputError(422, "timestamp kind differs from the portfolio's (ISO "
+                                      "times vs numbers); send the same kind each tick.")
+            if stamp <= last:
+                raise InputError(409, f"tick at {_iso(stamp)} is not after the last one "
+                                      f"({_iso(last)}); ticks must arrive in time order.")
+        if isinstance(stamp, datetime):
+            self._check_skew(stamp, "tick")
+        self._check_age(stamp)
+        model = self._require_model()  # read once: the whole decision uses this version
+        t0 = time.perf_counter()
+        needed = model.history_needed
+        held = p.prices.tail(needed - 1)
+        if len(held) + 1 < needed:
+            raise InputError(409, f"{len(held)} price rows are held; the active model "
+                                  f"{model.label} needs {needed}.")
+        given = np.concatenate([held, row[None]])
+        jumps = self._guard_jumps(given, p.assets, confirmed, last_only=True)
+        t1 = time.perf_counter()
+        stages = {"jumps": t1 - t0}
+        stepper = p.stepper if p.model == model.label else None
+        perm = p.perm if stepper is not None else self._perm(model, p.assets)
+        p.stepper = None  # until this decision is taken: a failure starts afresh
+        if stepper is None:
+            stepper = model.policy.stepper(given if perm is None else given[:, perm])
+            stepper.alert = self._gap_alert(model.label, p.id)
+            if p.last_good is not None:
+                stepper.last_good = p.last_good if perm is None else p.last_good[perm]
+        else:
+            stepper.push(row if perm is None else row[perm], check=False)
+        stages["update"] = time.perf_counter() - t1
+        stamps = [_iso(last), _iso(stamp)]
+        answer, receipt, error = self._answer(model, stepper, perm, p.assets, p.id, stamps,
+                                              given, jumps, stages, t0, p.ticks + 1)
+        answer.timestamp = _iso(stamp)
+        seq = p.seq
+
+        def commit() -> None:
+            if p.seq != seq:  # pragma: no cover - ticks of a portfolio are serialized
+                raise InputError(409, f"portfolio {p.id!r} changed while this tick was "
+                                      "recorded; send it again.")
             p.stepper, p.model, p.perm = stepper, model.label, perm
             p.prices.append(row)
             p.times.append(stamp)
             p.ticks += 1
+            p.seq += 1
+            p.touched = time.monotonic()
             w = np.array([answer.weights[a] for a in p.assets])
             p.last_weights = w
             if not answer.fallback:
                 p.last_good = w
-            answer.timestamp = _iso(stamp)
-            return answer
+
+        return _Pending(answer, receipt, error, commit)
 
     # ----------------------------------------------------------------- stateless
     def weights(self, assets: list[str], prices: list[list[float]],
@@ -711,6 +1034,19 @@ class Engine:
         ``confirm_jump`` (True or assets) confirms them. A jump refused in ``"reject"``
         mode is an :class:`InputError` 409 whose ``extra["jumps"]`` name the rows.
         """
+        pending = self._prepare_weights(assets, prices, confirm_jump)
+        self._settle(pending, self._wait_receipt(pending))
+        return pending.answer
+
+    async def aweights(self, assets: list[str], prices: list[list[float]],
+                       confirm_jump: bool | list[str] = False) -> WeightsAnswer:
+        """:meth:`weights` for the event loop (the audit commit is awaited)."""
+        pending = self._prepare_weights(assets, prices, confirm_jump)
+        self._settle(pending, await self._await_receipt(pending))
+        return pending.answer
+
+    def _prepare_weights(self, assets: list[str], prices: list[list[float]],
+                         confirm_jump: bool | list[str]) -> _Pending:
         model = self._require_model()
         assets = self._check_assets(model, assets)
         confirmed = self._check_confirm(confirm_jump, assets)
@@ -722,8 +1058,88 @@ class Engine:
         t1 = time.perf_counter()
         perm = self._perm(model, assets)
         stepper = model.policy.stepper(given if perm is None else given[:, perm])
+        stepper.alert = None  # a stateless call never changes what others get
         stages = {"jumps": t1 - t0, "update": time.perf_counter() - t1}
-        return self._answer(model, stepper, perm, assets, None, None, given, jumps, stages, t0)
+        self._count += 1
+        answer, receipt, error = self._answer(model, stepper, perm, assets, None, None, given,
+                                              jumps, stages, t0, self._count)
+        return _Pending(answer, receipt, error, None)
+
+    # ------------------------------------------------------------------- audit
+    def _wait_receipt(self, pending: _Pending) -> str | None:
+        """Block until the decision's record is committed; the error when it was not."""
+        receipt = pending.receipt
+        if receipt is None:
+            return pending.error
+        try:
+            receipt.result(timeout=self.config.audit_timeout)
+            return None
+        except concurrent.futures.TimeoutError:
+            if receipt.cancel():
+                return self._timeout_text()
+            return self._outcome(receipt)
+        except Exception as exc:
+            return str(exc)
+
+    async def _await_receipt(self, pending: _Pending) -> str | None:
+        """:meth:`_wait_receipt` without blocking the event loop."""
+        receipt = pending.receipt
+        if receipt is None:
+            return pending.error
+        if not receipt.done():
+            waiter = asyncio.wrap_future(receipt)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), self.config.audit_timeout)
+            except TimeoutError:
+                if receipt.cancel():
+                    return self._timeout_text()
+                with contextlib.suppress(Exception):
+                    await waiter  # being written: its outcome comes soon (busy timeout)
+            except Exception:
+                pass
+        return self._outcome(receipt)
+
+    @staticmethod
+    def _outcome(receipt: concurrent.futures.Future) -> str | None:
+        try:
+            receipt.result()
+            return None
+        except Exception as exc:
+            return str(exc)
+
+    def _timeout_text(self) -> str:
+        return (f"the audit log did not commit it within {self.config.audit_timeout:g} s "
+                "(audit_timeout); the database may be locked or slow")
+
+    def _settle(self, pending: _Pending, error: str | None) -> None:
+        """Take the decision (its state change) once recorded; when it was not: refuse
+        with 503 and change nothing, or (``audit_on_failure="answer"``) take it and say so
+        on the answer."""
+        if error is not None:
+            self.metrics.unrecorded.inc()
+            if self.config.audit_on_failure == "refuse":
+                raise InputError(503, f"the decision was not recorded in the audit log "
+                                      f"({error}), so it is not given and nothing was "
+                                      "changed; send the request again once GET /readyz "
+                                      "is ready.")
+            pending.answer.recorded = False
+            pending.answer.audit_error = error
+        if pending.commit is not None:
+            pending.commit()
+
+    def health(self) -> dict[str, Any]:
+        """Readiness: ``ready`` (bool), ``reasons`` (why not ready), ``model`` (the active
+        label or None), ``audit`` (the audit log's :meth:`~AuditLog.health`) and
+        ``warnings`` (e.g. a broken active version replaced at start-up)."""
+        active = self._active
+        reasons = [] if active is not None else ["no active model"]
+        audit = self.audit.health()
+        if not audit.get("ok", True) and self.config.audit_on_failure == "refuse":
+            reasons.append(f"the audit log cannot write ({audit.get('reason')}); decisions "
+                           "are refused until it can")
+        return {"ready": not reasons, "reasons": reasons,
+                "model": None if active is None else active.label, "audit": audit,
+                "warnings": list(self.warnings)}
 
     # --------------------------------------------------------------- jump guard
     @staticmethod
@@ -789,52 +1205,113 @@ class Engine:
     def _answer(self, model: ActiveModel, stepper: GuardedStepper, perm: np.ndarray | None,
                 assets: list[str], pid: str | None, stamps: list[str] | None,
                 given: np.ndarray, jumps: list[dict[str, Any]], stages: dict[str, float],
-                t0: float) -> WeightsAnswer:
-        """The guarded decision of ``stepper`` (already at the latest row), audited."""
+                t0: float, count: int
+                ) -> tuple[WeightsAnswer, concurrent.futures.Future | None, str | None]:
+        """The guarded decision of ``stepper`` (already at the latest row), handed to the
+        audit log: the answer, its audit receipt, and why it could not be queued."""
         flagged = [j for j in jumps if not j["confirmed"]]  # "flag" mode (reject raised)
-        suspect = ("price jump (" + ", ".join(f"{j['asset']} x{j['ratio']:.3g} = "
-                                              f"{j['sds']:.0f} sd" for j in flagged)
-                   + "; confirm with confirm_jump)") if flagged else None
-        try:
-            d = stepper.decide(suspect)
-        except NoFallbackError as exc:
-            raise InputError(503, str(exc)) from None
+        reasons = []
+        if flagged:
+            reasons.append("price jump (" + ", ".join(
+                f"{j['asset']} x{j['ratio']:.3g} = {j['sds']:.0f} sd" for j in flagged)
+                + "; confirm with confirm_jump)")
+        stale_names: list[str] = []
+        if len(given) >= 3:  # a price can stand still for a day; over a window it is stale
+            top, low = given.max(axis=0), given.min(axis=0)
+            stale = (top - low) <= STALE_RTOL * top
+            stale_names = [a for a, s in zip(assets, stale, strict=True) if s]
+        if stale_names:
+            reasons.append(f"stale prices ({', '.join(stale_names)} unchanged over "
+                           f"{len(given)} rows)")
+        suspect = "; ".join(reasons) or None
+        w = None
+        if stale_names and stepper.last_good is None:
+            d, w = self._stale_decision(model, given, stale, suspect)
+        else:
+            try:
+                d = stepper.decide(suspect)
+            except NoFallbackError as exc:
+                raise InputError(422, f"no weights can be given for these prices: {exc}. "
+                                      "Check them (a stale feed, a wrong scale, a unit "
+                                      "change) or send more rows.") from None
         stages.update(d.stages)
         label = (model.label if d.source == "policy" else model.fallback_label
                  if d.source == "fallback" else f"{model.label} (last good weights)")
         if d.fallback:
             self.metrics.fallbacks.labels(reason=d.reason.split(" (")[0]).inc()
-        elif model.runtime is not None:
-            self._count += 1
-            every = self.config.gap_every
-            if every and self._count % every == 0:
-                window = given[-(model.window + 1):]
-                self.monitor.submit(model, window if perm is None else window[:, perm],
-                                    np.array(d.weights))
-        if perm is None:
-            w = np.array(d.weights, dtype=np.float64)
-        else:
-            w = np.empty(len(perm))
-            w[perm] = d.weights
+        sample = d.weights if d.source == "policy" else d.policy_weights
+        every = self.config.gap_every
+        if model.runtime is not None and sample is not None and every and count % every == 0:
+            window = given[-(model.window + 1):]
+            self.monitor.submit(model, pid, window if perm is None else window[:, perm],
+                                np.array(sample))
+        if w is None:
+            if perm is None:
+                w = np.array(d.weights, dtype=np.float64)
+            else:
+                w = np.empty(len(perm))
+                w[perm] = d.weights
         t1 = time.perf_counter()
         latency = t1 - t0
         self.metrics.latency.observe(latency)
         # The fingerprint is computed by the audit writer, off the request path.
-        self.audit.record(Decision(
+        decision = Decision(
             time=datetime.now(UTC), portfolio=pid,
             input_hash=LazyInputHash(list(assets), given.copy(), stamps),
             model=label, assets=list(assets), weights=w.tolist(),
-            fallback=d.fallback, reason=d.reason, latency_us=latency * 1e6))
+            fallback=d.fallback, reason=d.reason, latency_us=latency * 1e6)
+        receipt, error = None, None
+        try:
+            receipt = self.audit.record(decision)
+        except AuditUnavailable as exc:
+            error = str(exc)
         stages["audit"] = time.perf_counter() - t1
         flags = [f"jump:{_jump_text(j)}" + (" confirmed" if j["confirmed"] else "")
-                 for j in jumps]
-        return WeightsAnswer(dict(zip(assets, w.tolist(), strict=True)), label,
-                             d.fallback, d.reason, latency * 1e6, pid, flags=flags,
-                             jumps=list(jumps), stages=stages)
+                 for j in jumps] + [f"stale:{a}" for a in stale_names]
+        answer = WeightsAnswer(dict(zip(assets, w.tolist(), strict=True)), label,
+                               d.fallback, d.reason, latency * 1e6, pid, flags=flags,
+                               jumps=list(jumps), stages=stages,
+                               decision_id=decision.decision_id)
+        return answer, receipt, error
+
+    def _stale_decision(self, model: ActiveModel, given: np.ndarray, stale: np.ndarray,
+                        reason: str) -> tuple[GuardDecision, np.ndarray]:
+        """No earlier weights to hold while an asset's price stands still: the exact
+        optimizer over the assets that move, the unchanged ones at weight 0 (a halted
+        asset is not riskless). Weights in the order of ``given``'s columns."""
+        moving = np.flatnonzero(~stale)
+        if len(moving) < 2:
+            raise InputError(422, f"no weights can be given: {reason}, and fewer than 2 "
+                                  "assets move. Send prices that move (check the feed), or "
+                                  "create the portfolio with a longer history.")
+        t0 = time.perf_counter()
+        try:
+            sub = OptimizerPolicy(model.objective, model.window).weights(given[:, moving])
+            sub = np.asarray(sub, dtype=np.float64)
+            if sub.shape != (len(moving),) or not np.isfinite(sub).all():
+                raise ValueError("no finite weights")
+        except Exception as exc:
+            raise InputError(422, f"no weights can be given: {reason}, and the optimizer "
+                                  f"over the other assets failed ({type(exc).__name__}: "
+                                  f"{exc}). Check the prices.") from None
+        w = np.zeros(given.shape[1])
+        w[moving] = sub
+        d = GuardDecision(w, "fallback", reason + "; optimizer over the assets that move",
+                          {"fallback": time.perf_counter() - t0})
+        return d, w
 
     # ------------------------------------------------------------------- checks
     def _check_assets(self, model: ActiveModel, assets: list[str]) -> list[str]:
+        limit = self.config.max_assets
+        if len(assets) > limit:
+            raise InputError(422, f"{len(assets)} assets is more than the service's limit of "
+                                  f"{limit} per portfolio or request (max_assets, "
+                                  "--max-assets); split the universe.")
         assets = [str(a) for a in assets]
+        long = [a for a in assets if not 0 < len(a) <= ASSET_NAME_MAX]
+        if long:
+            raise InputError(422, f"asset name {_show(long[0])} must have 1 to "
+                                  f"{ASSET_NAME_MAX} characters.")
         if len(set(assets)) != len(assets):
             dup = sorted({a for a in assets if assets.count(a) > 1})
             raise InputError(422, f"assets are repeated: {dup}; list each asset once.")
@@ -851,8 +1328,7 @@ class Engine:
                                   "any order: weights come back by name).")
         return assets
 
-    @staticmethod
-    def _check_rows(prices: Any, n: int, needed: int, what: str) -> np.ndarray:
+    def _check_rows(self, prices: Any, n: int, needed: int, what: str) -> np.ndarray:
         try:
             rows = np.asarray(prices, dtype=np.float64)
         except (TypeError, ValueError):
@@ -873,6 +1349,14 @@ class Engine:
             r, c = np.argwhere(rows <= 0)[0]
             raise InputError(422, f"{what} row {r}, column {c} is {rows[r, c]:g}; prices must "
                                   "be positive.")
+        low, high = self.config.min_price, self.config.max_price
+        out = (rows < low) | (rows > high)
+        if out.any():
+            r, c = np.argwhere(out)[0]
+            raise InputError(422, f"{what} row {r}, column {c} is {rows[r, c]:g}, outside the "
+                                  f"service's price range [{low:g}, {high:g}] (min_price, "
+                                  "max_price); rescale the prices (e.g. per 1,000 units) or "
+                                  "fix the feed.")
         return rows
 
     @staticmethod
@@ -907,6 +1391,19 @@ class Engine:
         row = self._check_rows([values], len(p.assets), 1, "tick prices")
         return row[0]
 
+    def _check_skew(self, stamp: datetime, what: str) -> None:
+        """Refuse a time later than the server's clock plus ``max_clock_skew_seconds``: a
+        portfolio whose last tick is in the future would refuse every later tick."""
+        skew = self.config.max_clock_skew_seconds
+        if skew is None:
+            return
+        ahead = (stamp - datetime.now(UTC)).total_seconds()
+        if ahead > skew:
+            raise InputError(422, f"{what} at {_iso(stamp)} is {ahead:.0f} s ahead of the "
+                                  f"service's clock, more than its limit of {skew:g} s "
+                                  "(max_clock_skew_seconds); fix the sender's clock or its "
+                                  "time zone (send UTC, e.g. 2024-03-01T21:00:00Z).")
+
     def _check_age(self, stamp: Any) -> None:
         limit = self.config.max_age_seconds
         if limit is None or not isinstance(stamp, datetime):
@@ -915,26 +1412,6 @@ class Engine:
         if age > limit:
             raise InputError(422, f"tick at {_iso(stamp)} is {age:.0f} s old, older than the "
                                   f"service's limit of {limit:g} s (stale data).")
-
-    # ------------------------------------------------------------------ async API
-    async def atick(self, pid: str, prices: dict[str, float] | list[float],
-                    timestamp: Any = None,
-                    confirm_jump: bool | list[str] = False) -> WeightsAnswer:
-        """:meth:`tick` for the event loop: waits for the audit commit without blocking it."""
-        return self.tick(pid, prices, timestamp, confirm_jump)
-
-    async def aweights(self, assets: list[str], prices: list[list[float]],
-                       confirm_jump: bool | list[str] = False) -> WeightsAnswer:
-        """:meth:`weights` for the event loop."""
-        return self.weights(assets, prices, confirm_jump)
-
-    def health(self) -> dict[str, Any]:
-        """Readiness: ``ready`` (bool), ``reasons`` (list of str, empty when ready),
-        ``model`` (active label or None) and ``audit`` (the audit log's health)."""
-        active = self._active
-        reasons = [] if active is not None else ["no active model"]
-        return {"ready": not reasons, "reasons": reasons,
-                "model": None if active is None else active.label, "audit": {"ok": True}}
 
     def close(self) -> None:
         """Stop the monitor and flush the audit log."""
