@@ -47,6 +47,7 @@ import hashlib
 import json
 import logging
 import math
+import sqlite3
 import threading
 import time
 import uuid
@@ -332,6 +333,16 @@ def _fix_for(exc: BaseException) -> str:
         return ("its table 'decisions' was dropped or changed by someone else: restore it, "
                 "or restart the service to create it again")
     return "check that the database is reachable and writable"
+
+
+def _sqlite_value(v: Any) -> Any:
+    """A row value as SQLAlchemy's SQLite types store it (times as
+    ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1)."""
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(v, bool):
+        return int(v)
+    return v
 
 
 def _close_at_exit(ref: weakref.ref) -> None:
@@ -709,9 +720,33 @@ class AuditLog:
                     self._resolved_cond.notify_all()
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
-        """One transaction: insert ``rows`` and commit."""
-        with self._db_lock, self.engine.begin() as conn:
-            conn.execute(self.table.insert(), rows)
+        """One transaction: insert ``rows`` and commit.
+
+        SQLite goes through the driver's ``executemany`` on a pooled connection: a
+        SQLAlchemy Core transaction costs ~0.4 ms of Python per commit, which a group
+        commit of a few decisions pays on every request."""
+        if self.engine.dialect.name != "sqlite":
+            with self._db_lock, self.engine.begin() as conn:
+                conn.execute(self.table.insert(), rows)
+            return
+        cols = [c.name for c in self.table.columns if c.name != "id"]
+        sql = (f"INSERT INTO decisions ({', '.join(cols)}) VALUES "
+               f"({', '.join('?' * len(cols))})")
+        values = [tuple(_sqlite_value(r[c]) for c in cols) for r in rows]
+        with self._db_lock:
+            raw = self.engine.raw_connection()
+            try:
+                try:
+                    raw.cursor().executemany(sql, values)
+                    raw.commit()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        raw.rollback()
+                    raise
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(sql, None, exc) from exc
+            finally:
+                raw.close()
 
     def _write(self, batch: list[Receipt]) -> None:
         live: list[tuple[Receipt, dict[str, Any]]] = []
